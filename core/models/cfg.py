@@ -1,0 +1,29 @@
+"""Model metadata, kept apart from the architectures' constructor arguments (like timm's PretrainedCfg)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a caller needs to feed and judge a model.
+
+    Attributes
+    ----------
+    name : registry name the model was created from, e.g. ``"fmnist-resnet"``.
+    input_size : (C, H, W) of one input image.
+    num_classes : number of output logits.
+    mean, std : per-channel normalisation applied to inputs scaled to [0, 1].
+    dataset : name of the data registry entry the model belongs to (``""`` if none).
+    weights : path of the weights file loaded, or ``""`` for random init.
+    card : the model card (accuracy, training command, ...) for shipped models.
+    """
+
+    name: str
+    input_size: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    dataset: str = ""
+    weights: str = ""
+    card: dict = field(default_factory=dict, compare=False, hash=False)

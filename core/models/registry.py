@@ -1,0 +1,175 @@
+"""One registry for every model rankscope can open: shipped defaults, ``timm:``, ``torchvision:`` and ``file:``.
+
+``create_model(name)`` returns ``(model, cfg)``: an ``nn.Module`` in eval mode and its :class:`ModelCfg`.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import RankscopeError, close_matches_hint
+from core.models.cfg import ModelCfg
+from core.models.checkpoint import load_weights, read_state_dict
+from core.paths import ASSETS
+
+SHIPPED_DIR = ASSETS / "models"
+FMNIST_NORM = {"mean": (0.2860,), "std": (0.3530,)}  # Fashion-MNIST training-split pixel mean and std
+
+_BUILDERS: dict[str, Callable[[], nn.Module]] = {}
+_CFGS: dict[str, ModelCfg] = {}
+
+
+def register_model(cfg: ModelCfg) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator: register a zero-argument builder under ``cfg.name``."""
+
+    def wrap(fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        _BUILDERS[cfg.name] = fn
+        _CFGS[cfg.name] = cfg
+        return fn
+
+    return wrap
+
+
+@register_model(ModelCfg("fmnist-resnet", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
+def fmnist_resnet() -> nn.Module:
+    from core.models.fmnist_resnet import FmnistResNet
+
+    return FmnistResNet(widths=(16, 32, 64), blocks=(1, 1, 1))
+
+
+@register_model(ModelCfg("fmnist-vit", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
+def fmnist_vit() -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        img_size=28, patch_size=4, in_chans=1, num_classes=10,
+        embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, class_token=True, global_pool="token",
+    )
+
+
+@register_model(ModelCfg("fmnist-capsnet", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
+def fmnist_capsnet() -> nn.Module:
+    from core.models.capsnet import CapsNet
+
+    return CapsNet(num_classes=10, types=8, in_dim=8, out_dim=16, width=64)
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models (any ``timm:``/``torchvision:`` name and ``file:`` paths work too)."""
+    return sorted(_BUILDERS)
+
+
+def _shipped(name: str, weights: str | None, pretrained: bool) -> tuple[nn.Module, ModelCfg]:
+    model = _BUILDERS[name]()
+    cfg = _CFGS[name]
+    if not pretrained:
+        return model, cfg
+    card_path = SHIPPED_DIR / name / "card.json"
+    path = Path(weights) if weights else SHIPPED_DIR / name / "model.safetensors"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if path.is_file():
+        load_weights(model, read_state_dict(path), source=str(path))
+        return model, ModelCfg(**{**cfg.__dict__, "weights": str(path), "card": card})
+    if weights:
+        raise RankscopeError(f"weights file not found: {weights}")
+    return model, cfg  # untrained: only before `rankscope train` has produced the shipped weights
+
+
+def _timm(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
+    import timm
+
+    if not timm.list_models(arch) and arch not in timm.list_models():
+        raise RankscopeError(f"unknown timm model {arch!r}" + close_matches_hint(arch, timm.list_models()))
+    model = timm.create_model(arch, pretrained=False)
+    if weights:
+        load_weights(model, read_state_dict(weights), source=weights)
+    pc = model.pretrained_cfg
+    c, h, w = pc.get("input_size", (3, 224, 224))
+    cfg = ModelCfg(
+        f"timm:{arch}", (c, h, w), model.num_classes,
+        tuple(pc.get("mean", (0.485, 0.456, 0.406))), tuple(pc.get("std", (0.229, 0.224, 0.225))),
+        dataset="imagenet", weights=weights or "",
+    )
+    return model, cfg
+
+
+def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
+    import torchvision
+
+    names = torchvision.models.list_models()
+    if arch not in names:
+        raise RankscopeError(f"unknown torchvision model {arch!r}" + close_matches_hint(arch, names))
+    model = torchvision.models.get_model(arch, weights=None)
+    if weights:
+        load_weights(model, read_state_dict(weights), source=weights)
+    num_classes = next((m.out_features for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), 1000)
+    cfg = ModelCfg(
+        f"torchvision:{arch}", (3, 224, 224), num_classes, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+        dataset="imagenet", weights=weights or "",
+    )
+    return model, cfg
+
+
+def _file(path: str, arch: str | None) -> tuple[nn.Module, ModelCfg]:
+    """``file:DIR`` (a folder written by ``rankscope apply``/``train`` with ``rankscope.json``) or ``file:WEIGHTS`` with ``arch``."""
+    p = Path(path)
+    meta_path = p / "rankscope.json"
+    if p.is_dir():
+        if not meta_path.is_file():
+            raise RankscopeError(f"{p} has no rankscope.json; give a weights file and --arch NAME instead")
+        meta = json.loads(meta_path.read_text())
+        return _from_saved_dir(p, meta)
+    if not arch:
+        raise RankscopeError(f"file:{path} needs the architecture it was saved from (--arch NAME, e.g. fmnist-resnet)")
+    return create_model(arch, weights=path)
+
+
+def _from_saved_dir(folder: Path, meta: dict) -> tuple[nn.Module, ModelCfg]:
+    model, cfg = create_model(meta["arch"])
+    plan_file = meta.get("plan")
+    if plan_file:
+        from core.plan import apply_plan, load_plan  # noqa: PLC0415 - plans import models, not the reverse at import time
+
+        model, _ = apply_plan(model, load_plan(folder / plan_file), check_hash=False)
+    load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
+    model.eval()
+    return model, ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})
+
+
+def create_model(
+    name: str, weights: str | None = None, arch: str | None = None, pretrained: bool = True
+) -> tuple[nn.Module, ModelCfg]:
+    """Build a model by registry name and return ``(model, cfg)``, the model in eval mode on CPU.
+
+    Parameters
+    ----------
+    name : a shipped name (see :func:`list_models`), ``timm:<arch>``, ``torchvision:<arch>`` or ``file:<path>``.
+    weights : optional weights file (safetensors or a torch state_dict) to load instead of the default.
+    arch : for ``file:<weights>``, the registry name of the architecture the weights belong to.
+    pretrained : for shipped names, load the shipped weights (``False``: random init, for training).
+
+    Raises
+    ------
+    RankscopeError
+        Unknown name (with close matches), unreadable or unsafe weights, weights that do not fit.
+    """
+    with torch.random.fork_rng():  # random init is seeded, without touching the caller's generator
+        torch.manual_seed(0)
+        if name.startswith("timm:"):
+            model, cfg = _timm(name[5:], weights)
+        elif name.startswith("torchvision:"):
+            model, cfg = _torchvision(name[12:], weights)
+        elif name.startswith("file:"):
+            model, cfg = _file(name[5:], arch)
+        elif name in _BUILDERS:
+            model, cfg = _shipped(name, weights, pretrained)
+        else:
+            raise RankscopeError(
+                f"unknown model {name!r}" + close_matches_hint(name, list_models())
+                + "; use a shipped name, timm:<arch>, torchvision:<arch> or file:<path>"
+            )
+    return model.eval(), cfg
