@@ -27,8 +27,11 @@ DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into an array; the header gives dtype and shape."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise RankscopeError(f"cannot read {path}: {err}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise RankscopeError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]

@@ -134,7 +134,7 @@ def _from_saved_dir(folder: Path, meta: dict) -> tuple[nn.Module, ModelCfg]:
     if plan_file:
         from core.plan import apply_plan, load_plan  # noqa: PLC0415 - plans import models, not the reverse at import time
 
-        model, _ = apply_plan(model, load_plan(folder / plan_file), check_hash=False)
+        model, _ = apply_plan(model, load_plan(folder / plan_file), structure_only=True)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
     model.eval()
     return model, ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})

@@ -1,0 +1,228 @@
+"""The ``rankscope`` command: every sub-command is a thin front end over a ``core`` function.
+
+Errors in the user's input (``RankscopeError``) print one line to stderr and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.errors import RankscopeError
+
+EXIT_USAGE = 2
+
+
+def _positive(kind: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _threads(text: str) -> int:
+    value = _positive("--threads")(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(f"--threads {value} is larger than this machine's {cores} cores")
+    return value
+
+
+def _fraction(flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be in (0, 1], got {value}")
+        return value
+
+    return parse
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="shipped name (see `rankscope models`), timm:<arch>, torchvision:<arch> or file:<path>")
+    p.add_argument("--weights", help="weights file (safetensors or a torch state_dict) for the architecture")
+    p.add_argument("--arch", help="architecture of a file:<weights> checkpoint, e.g. fmnist-resnet")
+
+
+def _load(args: argparse.Namespace):
+    from core.models import create_model
+
+    return create_model(args.model, weights=args.weights, arch=args.arch)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from core.models import create_model, list_models
+
+    for name in list_models():
+        _, cfg = create_model(name)
+        acc = cfg.card.get("test_accuracy")
+        note = f"test top-1 {acc:.4f}" if acc is not None else "untrained (run `rankscope train`)"
+        print(f"{name:18s} {cfg.dataset:14s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
+    print("also: timm:<arch>, torchvision:<arch>, file:<path>")
+
+
+def cmd_layers(args: argparse.Namespace) -> None:
+    from core.layers import describe_layers
+
+    model, cfg = _load(args)
+    table = describe_layers(model, cfg)
+    if args.json:
+        print(table.to_json(orient="records"))
+        return
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+        shown = table.assign(flops_share=(100 * table["flops_share"]).round(2).astype(str) + " %")
+        print(shown.to_string(index=False))
+
+
+def _compressed(args: argparse.Namespace):
+    """The model (with ``args.plan`` applied when given), its cfg, and the evaluation data name."""
+    from core.data import calibration_batch
+    from core.decompose.registry import get_method
+    from core.plan import apply_plan, load_plan
+
+    model, cfg = _load(args)
+    data_name = args.data or ("" if cfg.dataset == "imagenet" else cfg.dataset)
+    if args.plan:
+        plan = load_plan(args.plan)
+        calibration = None
+        if any(get_method(e.method).needs_calibration for e in plan.layers.values() if e.method):
+            if not data_name:
+                raise RankscopeError("the plan has data-aware layers: give calibration data with --data")
+            calibration = calibration_batch(data_name, cfg)
+        model, report = apply_plan(model, plan, force=args.force, calibration=calibration)
+        print(report.summary(), file=sys.stderr)
+    return model, cfg, data_name
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from core.data import eval_subset, load_dataset
+    from core.profile import profile_model
+
+    model, cfg, data_name = _compressed(args)
+    dataset = None
+    if data_name:  # no ImageNet ships: library models are profiled without accuracy unless --data is given
+        dataset = eval_subset(load_dataset(data_name, cfg), args.samples, seed=args.seed)
+    result = profile_model(
+        model, cfg, dataset=dataset, batch=args.batch, threads=args.threads, device=args.device,
+        runtime=args.runtime, progress=not args.json,
+    )
+    if not args.json:
+        for key, value in result.to_dict().items():
+            print(f"{key:18s} {value}")
+    print(json.dumps(result.to_dict()))
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    from core.plan import load_plan
+    from core.savedir import save_compressed
+
+    model, _, _ = _compressed(args)
+    save_compressed(model, load_plan(args.plan), args.model, Path(args.out))
+    print(f"wrote {args.out}: load it with create_model('file:{args.out}')")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from core.autoplan import make_plan
+    from core.plan import save_plan
+
+    model, cfg = _load(args)
+    rule = {"energy": args.energy, "ratio": args.ratio, "vbmf": args.vbmf or None}
+    plan = make_plan(model, cfg, args.model, args.method, **{k: v for k, v in rule.items() if v is not None})
+    save_plan(plan, args.out)
+    print(f"wrote {args.out}: {len(plan.layers)} layer(s), {len(plan.skipped)} skipped")
+    for path, why in plan.skipped.items():
+        print(f"  skipped {path}: {why}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from core.paths import ASSETS
+    from core.train import RECIPES, train
+
+    if args.model not in RECIPES:
+        raise RankscopeError(f"no training recipe for {args.model!r}; recipes exist for {', '.join(RECIPES)}")
+    cfg = RECIPES[args.model]
+    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items() if v is not None}
+    out = Path(args.out) if args.out else ASSETS / "models" / args.model
+    card = train(args.model, replace(cfg, **overrides), out)
+    print(json.dumps(card))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rankscope", description="Low-rank compression with the price measured.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("layers", help="every layer with its shape, parameters, FLOPs share and applicable methods")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the table as JSON records")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("profile", help="parameters, FLOPs, latency, peak memory and accuracy of a model")
+    _add_model_args(p)
+    p.add_argument("--plan", help="compression plan (YAML or JSON) to apply before profiling")
+    p.add_argument("--force", action="store_true", help="apply a plan even if it was made for other weights")
+    p.add_argument("--data", help="evaluation data: fashion-mnist, cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH")
+    p.add_argument("--samples", type=_positive("--samples"), default=None, help="evaluation subset size (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
+    p.add_argument("--batch", type=_positive("--batch"), default=1, help="batch size of the latency and memory runs")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (a stand-in for a phone's cores)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--json", action="store_true", help="last line printed is one JSON object")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("apply", help="apply a plan and write the compressed model (safetensors + plan)")
+    _add_model_args(p)
+    p.add_argument("--plan", required=True, help="compression plan (YAML or JSON)")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--data", help="calibration data for data-aware methods (default: the model's dataset)")
+    p.add_argument("--force", action="store_true", help="apply even if the plan was made for other weights")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("plan", help="write a starting plan for every layer a method applies to")
+    _add_model_args(p)
+    p.add_argument("--method", required=True, help="decomposition method, e.g. svd, tucker2, cp, tt, spatial_svd")
+    rule = p.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--energy", type=_fraction("--energy"), help="keep this fraction of squared singular values")
+    rule.add_argument("--ratio", type=_fraction("--ratio"), help="keep this fraction of each layer's parameters")
+    rule.add_argument("--vbmf", action="store_true", help="ranks from empirical variational Bayesian MF")
+    p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("train", help="train a shipped model from scratch (writes assets/models/<name>/)")
+    p.add_argument("model")
+    p.add_argument("--epochs", type=_positive("--epochs"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=_threads)
+    p.add_argument("--out", help="output folder (default: assets/models/<name>)")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0, or 2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RankscopeError as err:
+        print(f"rankscope: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0

@@ -1,0 +1,171 @@
+"""Evaluation datasets by name, shaped for a given model, and deterministic subsets of them.
+
+Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``. Every loader
+returns a ``Dataset`` of ``(float image normalised for the model, int label)``; a dataset that does not
+fit the model (channels, image size, classes) raises :class:`RankscopeError` saying what to change.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from core.data.fashion_mnist import load_fashion_mnist
+from core.errors import RankscopeError, close_matches_hint
+from core.models.cfg import ModelCfg
+
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+
+def _check_fit(name: str, shape: tuple[int, int, int], num_classes: int, cfg: ModelCfg) -> None:
+    if shape[0] != cfg.input_size[0]:
+        raise RankscopeError(
+            f"{name} has {shape[0]}-channel images but {cfg.name} expects {cfg.input_size[0]} channels; "
+            f"pick a dataset that fits the model (e.g. --data imagefolder:PATH)"
+        )
+    if tuple(shape[1:]) != tuple(cfg.input_size[1:]):
+        raise RankscopeError(
+            f"{name} images are {shape[1]}x{shape[2]} but {cfg.name} expects {cfg.input_size[1]}x{cfg.input_size[2]}; "
+            "use imagefolder:PATH (resized to the model's input) or a model made for this dataset"
+        )
+    if num_classes > cfg.num_classes:
+        raise RankscopeError(f"{name} has {num_classes} classes but {cfg.name} predicts only {cfg.num_classes}")
+
+
+def _normalise(images_u8: torch.Tensor, cfg: ModelCfg) -> torch.Tensor:
+    mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
+    std = torch.tensor(cfg.std).view(1, -1, 1, 1)
+    return (images_u8.float() / 255.0 - mean) / std
+
+
+def _fashion_mnist(cfg: ModelCfg, split: str) -> Dataset:
+    images, labels = load_fashion_mnist(split)
+    _check_fit("fashion-mnist", tuple(images.shape[1:]), 10, cfg)
+    return TensorDataset(_normalise(images, cfg), labels)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler for the CIFAR python batches that builds only dicts, lists, strings and numpy arrays.
+
+    torchvision's CIFAR classes call ``pickle.load`` (which can run code) and insist on the md5 of the
+    full download; this reads a local copy or a subset and refuses anything but array data.
+    """
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle protocol
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise RankscopeError(f"{path} is not a CIFAR python batch: {err}") from None
+
+
+def _cifar(name: str, root: str | None, cfg: ModelCfg, split: str) -> Dataset:
+    folder = Path(root or os.environ.get("RANKSCOPE_DATA", "."))
+    sub, files, meta, key, label_key = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"],
+                    "batches.meta", "label_names", "labels"),
+        "cifar100": ("cifar-100-python", [split], "meta", "fine_label_names", "fine_labels"),
+    }[name]
+    paths = [folder / sub / f for f in files + [meta]]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise RankscopeError(
+            f"{name} not found under {folder}: {folder / sub}/ lacks {', '.join(missing)} (the python version of the dataset); "
+            f"give the folder as {name}:ROOT or set RANKSCOPE_DATA"
+        )
+    batches = [_read_cifar_batch(p) for p in paths[:-1]]
+    classes = _read_cifar_batch(paths[-1])[key]
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32))  # (N, 3, 32, 32) uint8, channels first as stored
+    labels = torch.tensor([int(v) for b in batches for v in b[label_key]], dtype=torch.int64)
+    _check_fit(name, tuple(images.shape[1:]), len(classes), cfg)
+    return TensorDataset(_normalise(images, cfg), labels)
+
+
+def _imagefolder(path: str, cfg: ModelCfg) -> Dataset:
+    import timm.data
+    import torchvision
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RankscopeError(f"imagefolder path {folder} is not a folder (expected one sub-folder of images per class)")
+    c, h, w = cfg.input_size
+    # The model's own eval preprocessing (resize, centre crop, normalise), as timm builds it for its models.
+    transform = timm.data.create_transform(input_size=(3, h, w), mean=(0.0,) * 3, std=(1.0,) * 3, crop_pct=0.875 if h > 64 else 1.0)
+    mean = torch.tensor(cfg.mean).view(-1, 1, 1)
+    std = torch.tensor(cfg.std).view(-1, 1, 1)
+
+    def load(p: str) -> torch.Tensor:
+        x = transform(torchvision.datasets.folder.default_loader(p))  # (3, h, w) in [0, 1]
+        x = x.mean(0, keepdim=True) if c == 1 else x
+        return (x - mean) / std
+
+    try:
+        ds = torchvision.datasets.DatasetFolder(str(folder), loader=load, extensions=torchvision.datasets.folder.IMG_EXTENSIONS)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise RankscopeError(f"imagefolder {folder}: {str(err).splitlines()[0]}") from None
+    if len(ds.classes) > cfg.num_classes:
+        raise RankscopeError(f"imagefolder {folder} has {len(ds.classes)} classes but {cfg.name} predicts only {cfg.num_classes}")
+    return ds
+
+
+def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
+    """Load evaluation data ``name`` preprocessed for the model described by ``cfg``.
+
+    Parameters
+    ----------
+    name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]`` or ``imagefolder:PATH``.
+    cfg : the model's metadata (input size, classes, normalisation).
+    split : ``"test"`` or ``"train"``.
+    """
+    kind, _, arg = name.partition(":")
+    if kind == "fashion-mnist":
+        return _fashion_mnist(cfg, split)
+    if kind in ("cifar10", "cifar100"):
+        return _cifar(kind, arg or None, cfg, split)
+    if kind == "imagefolder":
+        if not arg:
+            raise RankscopeError("imagefolder needs a path: imagefolder:PATH")
+        return _imagefolder(arg, cfg)
+    raise RankscopeError(f"unknown dataset {name!r}" + close_matches_hint(kind, list(DATASETS)) + f"; known: {', '.join(DATASETS)}")
+
+
+def eval_subset(dataset: Dataset, samples: int | None, seed: int = 0) -> Dataset:
+    """A deterministic subset of ``samples`` items drawn without replacement with ``seed`` (all when ``None``).
+
+    Subsets with the same seed are nested: the first 500 of a 2,000-sample subset are the 500-sample subset.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if samples is None or samples >= n:
+        return dataset
+    if samples < 1:
+        raise RankscopeError(f"--samples must be at least 1, got {samples}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return Subset(dataset, order[:samples].tolist())
+
+
+def calibration_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 0) -> torch.Tensor:
+    """A batch of model inputs for data-aware methods, from the training split (the test split if absent).
+
+    Calibrating on training images keeps the test images unseen by the compression.
+    """
+    try:
+        dataset = load_dataset(name, cfg, split="train")
+    except RankscopeError:
+        dataset = load_dataset(name, cfg, split="test")
+    subset = eval_subset(dataset, samples, seed)
+    return torch.stack([subset[i][0] for i in range(len(subset))])  # type: ignore[arg-type]
