@@ -1,0 +1,40 @@
+"""Profilers: parameters, FLOPs, latency, peak memory, accuracy, and ``profile_model`` that runs them all."""
+from core.profile.accuracy import AccuracyResult, Cancelled, evaluate
+from core.profile.counts import FLOP_CONVENTION, FlopCount, count_flops, count_params, model_size_mb
+from core.profile.latency import LatencyResult, measure_latency, measure_layer_latency
+from core.profile.memory import MemoryResult, measure_memory
+from core.profile.onnx_runtime import (
+    export_onnx,
+    exported_onnx,
+    measure_ort_latency,
+    measure_ort_memory,
+    ort_run,
+    ort_session,
+)
+from core.profile.report import ProfileResult, example_input, layer_table, profile_model
+
+__all__ = [
+    "FLOP_CONVENTION",
+    "AccuracyResult",
+    "Cancelled",
+    "FlopCount",
+    "LatencyResult",
+    "MemoryResult",
+    "ProfileResult",
+    "count_flops",
+    "count_params",
+    "evaluate",
+    "example_input",
+    "export_onnx",
+    "exported_onnx",
+    "layer_table",
+    "measure_latency",
+    "measure_layer_latency",
+    "measure_memory",
+    "measure_ort_latency",
+    "measure_ort_memory",
+    "model_size_mb",
+    "ort_run",
+    "ort_session",
+    "profile_model",
+]

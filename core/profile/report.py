@@ -1,0 +1,189 @@
+"""One call that measures everything about a model, and a per-layer table of where its FLOPs go."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from core.models.cfg import ModelCfg
+from core.profile.accuracy import AccuracyResult, evaluate
+from core.profile.checks import check_batch, check_device, check_runtime
+from core.profile.context import prepared, torch_threads
+from core.profile.counts import FLOP_CONVENTION, count_flops, count_params, model_size_mb
+from core.profile.latency import LatencyResult, measure_latency
+from core.profile.memory import MemoryResult, measure_memory
+from core.profile.onnx_runtime import exported_onnx, measure_ort_latency, measure_ort_memory
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What a model costs and how well it does; flat, so :meth:`to_dict` is JSON as it stands.
+
+    Attributes
+    ----------
+    model : the registry name from the model's cfg.
+    params : parameter elements (shared ones once).
+    flops : FLOPs of one sample, counted at batch 1, in the convention ``flop_convention``.
+    latency_ms, latency_p90_ms : median and 90th percentile of a forward pass at ``batch``.
+    peak_memory_mb : model + input + forward-pass peak at ``batch`` (see :mod:`core.profile.memory`).
+    peak_activation_mb : the forward pass's own growth.
+    memory_method : how memory was measured: ``"child-rss"``, ``"torch-profiler"`` or ``"cuda-allocator"``.
+    model_size_mb : bytes of parameters and buffers / 10^6.
+    accuracy, top5, loss : top-1, top-5 and mean cross-entropy over ``samples`` examples; ``None``
+        without a dataset (``top5`` also with 5 classes or fewer). Always computed with the torch model.
+    samples : examples evaluated (``0`` without a dataset).
+    batch, threads, device, runtime : the settings the costs were measured under.
+    """
+
+    model: str
+    params: int
+    flops: int
+    flop_convention: str
+    latency_ms: float
+    latency_p90_ms: float
+    peak_memory_mb: float
+    peak_activation_mb: float
+    memory_method: str
+    model_size_mb: float
+    accuracy: float | None
+    top5: float | None
+    loss: float | None
+    samples: int
+    batch: int
+    threads: int
+    device: str
+    runtime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def example_input(cfg: ModelCfg, batch: int = 1) -> torch.Tensor:
+    """A seeded standard-normal batch of shape ``(batch, *cfg.input_size)``."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, *cfg.input_size, generator=generator)
+
+
+def profile_model(
+    model: nn.Module,
+    cfg: ModelCfg,
+    *,
+    dataset: Any = None,
+    samples: int | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    device: str | torch.device = "cpu",
+    runtime: str = "torch",
+    progress: bool = False,
+    repeats: int = 20,
+) -> ProfileResult:
+    """Count, time, measure and (given a dataset) evaluate ``model``.
+
+    Parameters
+    ----------
+    model : the module; it is put in eval mode on ``device`` while measured, then restored.
+    cfg : its :class:`~core.models.ModelCfg` (input size and name).
+    dataset : optional labelled dataset for :func:`~core.profile.accuracy.evaluate`.
+    samples : evaluate only the first ``samples`` examples of ``dataset`` (``None``: all).
+    batch : batch size for latency and memory (FLOPs are always per sample at batch 1).
+    threads : intra-op threads, ``1..os.cpu_count()``; ``None`` keeps torch's current count.
+    device : ``"cpu"`` or ``"cuda[:N]"``.
+    runtime : ``"torch"`` or ``"onnxruntime"`` (CPU only) for latency and memory.
+    progress : a progress bar during evaluation.
+    repeats : timed forward passes for latency.
+
+    Raises
+    ------
+    RankscopeError
+        Threads outside ``1..cpu_count``, ``batch < 1``, CUDA asked for but absent, an unknown runtime,
+        a model ONNX cannot export.
+    """
+    batch = check_batch(batch)
+    dev = check_device(device)
+    runtime = check_runtime(runtime, dev)
+    with torch_threads(threads) as used:
+        with prepared(model, dev):
+            flops = count_flops(model, example_input(cfg, 1).to(dev))
+        x = example_input(cfg, batch)
+        latency, memory = _costs(model, x, used, dev, runtime, repeats)
+        quality = None
+        if dataset is not None:
+            data = dataset if samples is None else Subset(dataset, range(min(samples, len(dataset))))
+            quality = evaluate(model, data, device=dev, progress=progress)
+    return ProfileResult(
+        model=cfg.name,
+        params=count_params(model),
+        flops=int(flops.per_sample),
+        flop_convention=FLOP_CONVENTION,
+        latency_ms=latency.median_ms,
+        latency_p90_ms=latency.p90_ms,
+        peak_memory_mb=memory.peak_mb,
+        peak_activation_mb=memory.peak_activation_mb,
+        memory_method=memory.method,
+        model_size_mb=model_size_mb(model),
+        **_quality_fields(quality),
+        batch=batch,
+        threads=used,
+        device=str(dev),
+        runtime=runtime,
+    )
+
+
+def _costs(
+    model: nn.Module, x: torch.Tensor, threads: int, device: torch.device, runtime: str, repeats: int
+) -> tuple[LatencyResult, MemoryResult]:
+    if runtime == "onnxruntime":
+        with exported_onnx(model, x) as path:
+            return (
+                measure_ort_latency(path, x, threads=threads, repeats=repeats),
+                measure_ort_memory(path, x, threads=threads),
+            )
+    return (
+        measure_latency(model, x, threads=threads, device=device, repeats=repeats),
+        measure_memory(model, x, threads=threads, device=device),
+    )
+
+
+def _quality_fields(quality: AccuracyResult | None) -> dict[str, Any]:
+    if quality is None:
+        return {"accuracy": None, "top5": None, "loss": None, "samples": 0}
+    return {"accuracy": quality.top1, "top5": quality.top5, "loss": quality.loss, "samples": quality.samples}
+
+
+def layer_table(model: nn.Module, cfg: ModelCfg) -> pd.DataFrame:
+    """One row per leaf module with parameters of its own, in ``named_modules`` order.
+
+    Columns: ``name, type, weight_shape, params, flops, flops_share``. ``weight_shape`` is the shape of
+    ``weight`` (of the largest own parameter if there is no ``weight``); ``flops`` is the module's FLOPs for
+    one sample at batch 1 (every call, if it runs more than once) and ``flops_share`` its fraction of the
+    model's total. Shares need not sum to 1: FLOPs outside weighted leaves (attention's matmuls, pooling
+    in a parent's forward) belong to no row.
+    """
+    import pandas as pd
+
+    with prepared(model, torch.device("cpu")):
+        flops = count_flops(model, example_input(cfg, 1))
+    rows = []
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if not own or next(module.children(), None) is not None:
+            continue
+        weight = getattr(module, "weight", None)
+        shape = weight.shape if isinstance(weight, torch.Tensor) else max(own, key=torch.Tensor.numel).shape
+        module_flops = flops.by_module.get(name, 0)
+        rows.append({
+            "name": name,
+            "type": type(module).__name__,
+            "weight_shape": tuple(shape),
+            "params": sum(p.numel() for p in own),
+            "flops": module_flops,
+            "flops_share": module_flops / flops.total if flops.total else 0.0,
+        })
+    columns = ["name", "type", "weight_shape", "params", "flops", "flops_share"]
+    return pd.DataFrame(rows, columns=columns)
