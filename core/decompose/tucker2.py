@@ -1,0 +1,98 @@
+"""Tucker-2 (Kim et al., 2016): a conv as 1x1 to ``r_in`` channels, a ``k x k`` core conv to ``r_out``, 1x1 out.
+
+The kernel ``W (O, C, kh, kw)`` is approximated by HOSVD on its two channel modes:
+``W ~ G x_0 U_out x_1 U_in`` with ``U_out``, ``U_in`` the leading left singular vectors of the
+mode-0 and mode-1 unfoldings and ``G = W x_0 U_out^T x_1 U_in^T``. The core conv carries stride,
+padding (and its mode) and dilation; the last 1x1 carries the bias. Ranks are ``(r_in, r_out)``.
+
+HOSVD truncations are nested: the singular vectors are computed once, a rank pair slices them and
+projects ``W`` onto them (a cheap contraction, not a new decomposition).
+
+References
+----------
+Kim, Park, Yoo, Choi, Yang, Shin. "Compression of Deep Convolutional Neural Networks for Fast and
+Low Power Mobile Applications." ICLR 2016.
+De Lathauwer, De Moor, Vandewalle. "A Multilinear Singular Value Decomposition." SIMAX 2000.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from core.decompose._base import BaseMethod
+from core.decompose._layers import LayerSpec
+from core.decompose.registry import register_method
+from core.decompose.svd import MatrixSVD, truncated_svd
+
+
+def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
+    """Mode-``mode`` unfolding: (dim_mode, product of the other dims), other modes in order."""
+    return tensor.movedim(mode, 0).reshape(tensor.shape[mode], -1)
+
+
+def mode_product(tensor: torch.Tensor, matrix: torch.Tensor, mode: int) -> torch.Tensor:
+    """``tensor x_mode matrix``: contracts ``tensor``'s mode with ``matrix``'s columns (matrix (new, dim_mode))."""
+    return torch.tensordot(matrix, tensor, dims=([1], [mode])).movedim(0, mode)
+
+
+@dataclass(frozen=True)
+class HOSVD:
+    """Singular vectors of a tensor's unfoldings along ``modes``; ``factors(ranks)`` truncates (ranks in ``modes`` order)."""
+
+    tensor: torch.Tensor  # float64
+    modes: tuple[int, ...]
+    svds: tuple[MatrixSVD, ...]
+
+    @property
+    def max_ranks(self) -> tuple[int, ...]:
+        return tuple(s.S.shape[1] for s in self.svds)
+
+    def factors(self, ranks) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(core, [U_mode (dim, r) for each mode])`` with ``core = tensor x_n U_n^T`` over the modes."""
+        Us = [s.U[0, :, :r] for s, r in zip(self.svds, ranks)]
+        core = self.tensor
+        for mode, U in zip(self.modes, Us):
+            core = mode_product(core, U.T, mode)
+        return core, Us
+
+
+def hosvd(tensor: torch.Tensor, modes: tuple[int, ...]) -> HOSVD:
+    """Truncated HOSVD of ``tensor`` on ``modes`` (computed in float64)."""
+    tensor = tensor.detach().to(torch.float64)
+    return HOSVD(tensor, tuple(modes), tuple(truncated_svd(unfold(tensor, m)) for m in modes))
+
+
+def tucker2_plan(module: nn.Conv2d, ranks: tuple[int, int]) -> list[LayerSpec]:
+    dense = LayerSpec.of(module)
+    r_in, r_out = ranks
+    core = replace(dense, in_ch=r_in, out_ch=r_out, bias=False)
+    return [dense.pointwise(dense.in_ch, r_in), core, dense.pointwise(r_out, dense.out_ch, bias=dense.bias)]
+
+
+def tucker2_weights(factors) -> list[torch.Tensor]:
+    core, (U_in, U_out) = factors  # core (r_out, r_in, kh, kw), U_in (C, r_in), U_out (O, r_out)
+    return [U_in.T, core, U_out]
+
+
+@register_method
+class Tucker2(BaseMethod):
+    name = "tucker2"
+    rank_arity = 2
+
+    def max_rank(self, module: nn.Conv2d) -> tuple[int, int]:
+        O, C, kh, kw = module.weight.shape
+        return min(C, O * kh * kw), min(O, C * kh * kw)
+
+    def plan(self, module: nn.Conv2d, rank: tuple[int, int]) -> list[LayerSpec]:
+        return tucker2_plan(module, rank)
+
+    def factorize(self, module: nn.Conv2d, calibration=None) -> HOSVD:
+        return hosvd(module.weight, modes=(1, 0))  # (input channels, output channels), the rank order
+
+    def layer_weights(self, module: nn.Conv2d, rank, factors) -> list[torch.Tensor]:
+        return tucker2_weights(factors)
+
+    def spectra(self, module: nn.Conv2d, calibration=None) -> list[MatrixSVD]:
+        return list(self.factorization(module).svds)
