@@ -139,9 +139,19 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from core.autoplan import make_plan
     from core.plan import save_plan
 
+    from core.data import calibration_batch
+    from core.decompose.registry import get_method
+
     model, cfg = _load(args)
-    rule = {"energy": args.energy, "ratio": args.ratio, "vbmf": args.vbmf or None}
-    plan = make_plan(model, cfg, args.model, args.method, **{k: v for k, v in rule.items() if v is not None})
+    calibration = None
+    if get_method(args.method).needs_calibration:
+        data_name = args.data or ("" if cfg.dataset == "imagenet" else cfg.dataset)
+        if not data_name:
+            raise RankscopeError(f"{args.method} is data-aware: give calibration data with --data")
+        calibration = calibration_batch(data_name, cfg)
+    plan = make_plan(model, cfg, args.method, energy=args.energy, ratio=args.ratio, vbmf=args.vbmf,
+                     kind=args.ratio_of, calibration=calibration)
+    plan.model = args.model
     save_plan(plan, args.out)
     print(f"wrote {args.out}: {len(plan.layers)} layer(s), {len(plan.skipped)} skipped")
     for path, why in plan.skipped.items():
@@ -202,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="decomposition method, e.g. svd, tucker2, cp, tt, spatial_svd")
     rule = p.add_mutually_exclusive_group(required=True)
     rule.add_argument("--energy", type=_fraction("--energy"), help="keep this fraction of squared singular values")
-    rule.add_argument("--ratio", type=_fraction("--ratio"), help="keep this fraction of each layer's parameters")
+    rule.add_argument("--ratio", type=_fraction("--ratio"), help="keep this fraction of each layer's cost (--ratio-of)")
     rule.add_argument("--vbmf", action="store_true", help="ranks from empirical variational Bayesian MF")
+    p.add_argument("--ratio-of", choices=("params", "flops"), default="params", help="the cost --ratio refers to")
+    p.add_argument("--data", help="calibration data for data-aware methods (default: the model's dataset)")
     p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
     p.set_defaults(func=cmd_plan)
 
@@ -214,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_threads)
     p.add_argument("--out", help="output folder (default: assets/models/<name>)")
     p.set_defaults(func=cmd_train)
+
+    from core.bench import add_bench_parser  # noqa: PLC0415 - bench sub-commands live beside their code
+
+    add_bench_parser(sub)
     return parser
 
 

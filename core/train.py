@@ -39,7 +39,7 @@ class TrainConfig:
 
 
 RECIPES: dict[str, TrainConfig] = {
-    "fmnist-resnet": TrainConfig(epochs=10, lr=3e-3, weight_decay=5e-4, label_smoothing=0.05),
+    "fmnist-resnet": TrainConfig(epochs=20, lr=3e-3, weight_decay=5e-4, label_smoothing=0.05),
     "fmnist-vit": TrainConfig(epochs=15, lr=2e-3, weight_decay=0.05, label_smoothing=0.05),
     "fmnist-capsnet": TrainConfig(epochs=8, lr=2e-3, weight_decay=0.0),
 }
