@@ -85,6 +85,9 @@ def ratio_rank(module: nn.Module, method: str | Method, ratio: float, *, kind: s
         raise RankscopeError(f"kind {kind!r} must be 'params' or 'flops'")
     method = _method(method)
     method.require(module)
+    if input_hw is None and kind == "params" and isinstance(module, nn.Conv2d):
+        # parameters do not depend on the input size: any size the kernel fits in will do
+        input_hw = tuple(d * (k - 1) + 1 for d, k in zip(module.dilation, module.kernel_size))
     budget = ratio * getattr(dense_cost(module, input_hw), kind)
     tops = method.max_rank(module)
     tops = (tops,) if method.rank_arity == 1 else tuple(tops)

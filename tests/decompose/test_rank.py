@@ -67,6 +67,8 @@ def test_ratio_rank_for_linear_and_capsules():
     ranks = ratio_rank(routing, "capsule_tucker", 0.2)
     assert get_method("capsule_tucker").cost(routing, ranks, None).params <= 0.2 * routing.W.numel()
     assert ratio_rank(linear, "svd", 1e-6) == 1  # an unreachable budget gives the smallest rank
+    conv = nn.Conv2d(8, 8, 5, dilation=2, padding=4)
+    assert ratio_rank(conv, "tucker2", 0.3) == ratio_rank(conv, "tucker2", 0.3, input_hw=(16, 16))  # params need no input size
 
 
 def test_evbmf_finds_planted_rank():
