@@ -101,6 +101,8 @@ class BaseMethod:
             raise RankscopeError(f"{self.name} is data-aware: pass calibration= a batch of the layer's inputs")
         if not self.nested:
             return PerRank(self, module, options)
+        if not self.needs_calibration:
+            calibration = None  # a data-free factorization is the same whatever batch the caller has at hand
         key = (self.name, None if calibration is None else tensor_key(calibration), tuple(sorted(options.items())))
         with torch.no_grad():
             return CACHE.get(self.weight(module), key, lambda: self.factorize(module, calibration, **options))

@@ -9,7 +9,8 @@ Why PReLU with slopes starting at 1: at initialisation the layer *is* the linear
 ReLU or GELU would throw away part of every channel before any fitting and start from a worse
 point), and Adam can bend each channel into a leaky ReLU wherever that lowers the output error. The
 fit keeps the best parameters it has seen on the calibration data, initial ones included, so it
-never ends worse than its linear initialisation there. It costs ``r_in`` more parameters than
+never ends worse than its linear initialisation there. The fitted factors are cached per (weight,
+rank, calibration batch, steps, lr), so a rank sweep or a page re-run does not fit twice. It costs ``r_in`` more parameters than
 linear Tucker-2 at the same ranks and no counted FLOPs (an elementwise op).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.decompose._cache import CACHE, tensor_key
 from core.decompose._layers import LayerSpec
 from core.decompose.registry import get_method, register_method
 from core.decompose.tucker2 import Tucker2
@@ -76,6 +78,13 @@ class NonlinearTucker2(Tucker2):
         rank = self.validate_rank(module, rank)
         if calibration is None:
             raise RankscopeError(f"{self.name} is data-aware: pass calibration= a batch of the layer's inputs")
+        key = (self.name, rank, tensor_key(calibration), steps, lr)
+        fitted = CACHE.get(module.weight, key, lambda: self._fit(module, rank, calibration, steps, lr))
+        replacement = super().build(module, rank)
+        replacement.load_state_dict(fitted)  # a fresh module per call: callers may train or edit it freely
+        return replacement
+
+    def _fit(self, module: nn.Conv2d, rank, calibration: torch.Tensor, steps: int, lr: float) -> dict[str, torch.Tensor]:
         replacement = super().build(module, rank)
         fit_outputs(replacement, module, calibration, steps=steps, lr=lr)
-        return replacement
+        return {k: v.detach().clone() for k, v in replacement.state_dict().items()}

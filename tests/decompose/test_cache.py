@@ -29,6 +29,12 @@ def test_nested_truncation_is_a_slice_of_the_full_factorization():
     assert torch.equal(first, first_all[:, :3]) and torch.equal(second, second_all[:, :, :3])
 
 
+def test_data_free_methods_ignore_calibration_for_caching():
+    conv = nn.Conv2d(6, 8, 3)
+    get_method("svd").build(conv, 2)
+    assert misses_during(lambda: get_method("svd").build(conv, 3, calibration=torch.randn(2, 6, 7, 7))) == 0
+
+
 def test_cp_and_tt_cached_per_rank():
     conv = nn.Conv2d(4, 6, 3)
     for name in ("cp", "tt"):
@@ -41,7 +47,11 @@ def test_tucker2_nl_shares_tucker2_factorization():
     conv = nn.Conv2d(4, 6, 3)
     x = torch.randn(2, 4, 7, 7)
     get_method("tucker2").build(conv, (2, 2))
-    assert misses_during(lambda: get_method("tucker2_nl").build(conv, (3, 4), calibration=x, steps=1)) == 0
+    assert misses_during(lambda: get_method("tucker2_nl").build(conv, (3, 4), calibration=x, steps=1)) == 1  # the fit only
+    again = misses_during(lambda: get_method("tucker2_nl").build(conv, (3, 4), calibration=x, steps=1))
+    assert again == 0  # fitted factors are cached too
+    a, b = (get_method("tucker2_nl").build(conv, (3, 4), calibration=x, steps=1) for _ in range(2))
+    assert a is not b and all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_changed_weight_or_calibration_recomputes():
