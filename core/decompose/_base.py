@@ -1,6 +1,7 @@
 """What every decomposition method shares: applicability, rank checks, cost from the plan, cached factors, building."""
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -11,6 +12,11 @@ from core.decompose._cache import CACHE, tensor_key
 from core.decompose._layers import LayerSpec, build_plan, plan_cost
 from core.decompose.registry import Cost
 from core.errors import RankscopeError
+
+
+def keyword_defaults(fn) -> dict[str, Any]:
+    """The parameters of ``fn`` that have defaults: the options a method built on ``fn`` accepts."""
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def describe(module: nn.Module) -> str:
@@ -40,6 +46,7 @@ class BaseMethod:
     needs_calibration = False
     nested = True
     layer_types: tuple[type, ...] = (nn.Conv2d,)
+    options: dict[str, Any] = {}  # build options the method accepts, with their defaults (read-only)
 
     # --- applicability -------------------------------------------------------------------------
     def reason(self, module: nn.Module) -> str | None:
@@ -62,6 +69,14 @@ class BaseMethod:
         reason = self.check(module)
         if reason is not None:
             raise RankscopeError(f"{describe(module)} is {reason}")
+
+    def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` completed with the defaults; :class:`RankscopeError` naming any the method does not take."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(self.options) or "none"
+            raise RankscopeError(f"{self.name} takes no option {', '.join(unknown)} (options it accepts: {accepted})")
+        return {**self.options, **options}
 
     # --- ranks ---------------------------------------------------------------------------------
     def max_rank(self, module: nn.Module):
@@ -99,6 +114,7 @@ class BaseMethod:
         self.require(module)
         if self.needs_calibration and calibration is None:
             raise RankscopeError(f"{self.name} is data-aware: pass calibration= a batch of the layer's inputs")
+        options = self.resolve_options(options)
         if not self.nested:
             return PerRank(self, module, options)
         if not self.needs_calibration:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.decompose._base import keyword_defaults
 from core.decompose._layers import conv_patches
 from core.decompose.registry import register_method
 from core.decompose.svd import SVD, MatrixSVD, truncated_svd, weight_matrix
@@ -76,6 +77,7 @@ class ActivationAwareSVD(SVD):
     name = "aa_svd"
     needs_calibration = True
     layer_types = (nn.Linear, nn.Conv2d)
+    options = keyword_defaults(whitened_svd)
 
     def supports_groups(self, module: nn.Module) -> bool:
         return False

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.decompose._base import BaseMethod
+from core.decompose._base import BaseMethod, keyword_defaults
 from core.decompose.cp import cp_factors, cp_max_rank
 from core.decompose.registry import Cost, register_method
 from core.decompose.svd import MatrixSVD
@@ -116,6 +116,7 @@ class CapsuleTucker(_CapsuleMethod):
 class CapsuleCP(_CapsuleMethod):
     name = "capsule_cp"
     nested = False
+    options = keyword_defaults(cp_factors)
 
     def max_rank(self, module: CapsuleRouting) -> int:
         return cp_max_rank(tuple(module.W.shape))

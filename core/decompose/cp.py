@@ -28,7 +28,7 @@ import torch
 from tensorly.decomposition import parafac
 from torch import nn
 
-from core.decompose._base import BaseMethod
+from core.decompose._base import BaseMethod, keyword_defaults
 from core.decompose._layers import LayerSpec
 from core.decompose.registry import register_method
 from core.decompose.tucker2 import unfold
@@ -79,6 +79,7 @@ def cp_factors(tensor: torch.Tensor, rank: int, *, n_iter_max: int = 500, tol: f
 class CP(BaseMethod):
     name = "cp"
     nested = False
+    options = keyword_defaults(cp_factors)
 
     def max_rank(self, module: nn.Conv2d) -> int:
         return cp_max_rank(tuple(module.weight.shape))

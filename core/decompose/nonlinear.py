@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.decompose._base import keyword_defaults
 from core.decompose._cache import CACHE, tensor_key
 from core.decompose._layers import LayerSpec
 from core.decompose.registry import get_method, register_method
@@ -60,6 +61,7 @@ def fit_outputs(replacement: nn.Module, original: nn.Module, calibration: torch.
 class NonlinearTucker2(Tucker2):
     name = "tucker2_nl"
     needs_calibration = True
+    options = keyword_defaults(fit_outputs)
 
     def plan(self, module: nn.Conv2d, rank: tuple[int, int]) -> list[LayerSpec]:
         first, *rest = super().plan(module, rank)
@@ -68,23 +70,26 @@ class NonlinearTucker2(Tucker2):
     def factorization(self, module: nn.Conv2d, calibration=None, **options):
         """The linear Tucker-2 factorization it starts from (one cache entry shared with ``tucker2``)."""
         self.require(module)
+        self.resolve_options(options)
         return get_method("tucker2").factorization(module)
 
     def layer_weights(self, module: nn.Conv2d, rank, factors) -> list[torch.Tensor | None]:
         first, *rest = super().layer_weights(module, rank, factors)
         return [first, None, *rest]  # None: the PReLU keeps its slopes of 1
 
-    def build(self, module: nn.Conv2d, rank, *, calibration: torch.Tensor | None = None, steps: int = 300, lr: float = 1e-3) -> nn.Module:
+    def build(self, module: nn.Conv2d, rank, *, calibration: torch.Tensor | None = None, **options) -> nn.Module:
+        """Linear Tucker-2 factors fitted by ``fit_outputs`` (options ``steps``, ``lr``) to ``module`` on ``calibration``."""
         rank = self.validate_rank(module, rank)
+        fit = self.resolve_options(options)
         if calibration is None:
             raise RankscopeError(f"{self.name} is data-aware: pass calibration= a batch of the layer's inputs")
-        key = (self.name, rank, tensor_key(calibration), steps, lr)
-        fitted = CACHE.get(module.weight, key, lambda: self._fit(module, rank, calibration, steps, lr))
+        key = (self.name, rank, tensor_key(calibration), tuple(sorted(fit.items())))
+        fitted = CACHE.get(module.weight, key, lambda: self._fit(module, rank, calibration, fit))
         replacement = super().build(module, rank)
         replacement.load_state_dict(fitted)  # a fresh module per call: callers may train or edit it freely
         return replacement
 
-    def _fit(self, module: nn.Conv2d, rank, calibration: torch.Tensor, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    def _fit(self, module: nn.Conv2d, rank, calibration: torch.Tensor, fit: dict) -> dict[str, torch.Tensor]:
         replacement = super().build(module, rank)
-        fit_outputs(replacement, module, calibration, steps=steps, lr=lr)
+        fit_outputs(replacement, module, calibration, **fit)
         return {k: v.detach().clone() for k, v in replacement.state_dict().items()}

@@ -45,7 +45,11 @@ class Method(Protocol):
         """Params and FLOPs the built layer would have; ``input_hw`` is None for a Linear or capsule layer."""
 
     def build(self, module: nn.Module, rank: Any, *, calibration: torch.Tensor | None = None, **options: Any) -> nn.Module:
-        """A new module with the same inputs and outputs, running the factors; ``module`` is left untouched."""
+        """A new module with the same inputs and outputs, running the factors; ``module`` is left untouched.
+
+        ``options`` are method-specific (``aa_svd``: damping; ``cp``/``capsule_cp``: n_iter_max, tol,
+        random_state; ``tucker2_nl``: steps, lr); an option the method does not take is a RankscopeError.
+        """
 
 
 _METHODS: dict[str, Method] = {}

@@ -65,6 +65,18 @@ def test_bad_rank_pair():
         get_method("tucker2").cost(nn.Conv2d(4, 6, 3), (5, 2), (8, 8))  # r_in is at most 4
 
 
+def test_options_are_checked_and_defaulted():
+    conv = nn.Conv2d(4, 6, 3)
+    with pytest.raises(RankscopeError, match=r"svd takes no option damping \(options it accepts: none\)"):
+        get_method("svd").build(conv, 2, damping=0.1)
+    with pytest.raises(RankscopeError, match=r"cp takes no option steps .*n_iter_max, tol, random_state"):
+        get_method("cp").build(conv, 2, steps=3)
+    with pytest.raises(RankscopeError, match="tucker2_nl takes no option damping"):
+        get_method("tucker2_nl").build(conv, (2, 2), calibration=torch.randn(1, 4, 5, 5), damping=0.1)
+    assert get_method("aa_svd").options == {"damping": 0.01}
+    assert get_method("tucker2_nl").options == {"steps": 300, "lr": 1e-3}
+
+
 def test_conv_cost_needs_input_size():
     with pytest.raises(RankscopeError, match="input_hw"):
         get_method("svd").cost(nn.Conv2d(4, 6, 3), 2, None)
