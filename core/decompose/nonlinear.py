@@ -9,9 +9,11 @@ Why PReLU with slopes starting at 1: at initialisation the layer *is* the linear
 ReLU or GELU would throw away part of every channel before any fitting and start from a worse
 point), and Adam can bend each channel into a leaky ReLU wherever that lowers the output error. The
 fit keeps the best parameters it has seen on the calibration data, initial ones included, so it
-never ends worse than its linear initialisation there. The fitted factors are cached per (weight,
-rank, calibration batch, steps, lr), so a rank sweep or a page re-run does not fit twice. It costs ``r_in`` more parameters than
-linear Tucker-2 at the same ranks and no counted FLOPs (an elementwise op).
+never ends worse than its linear initialisation there. It costs ``r_in`` more parameters than linear
+Tucker-2 at the same ranks and no counted FLOPs (an elementwise op).
+
+The fitted factors are cached per (weight, rank, calibration batch, steps, lr), so a rank sweep or a
+page re-run does not fit twice; every ``build`` still returns a fresh module.
 """
 from __future__ import annotations
 

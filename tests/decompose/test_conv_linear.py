@@ -19,6 +19,8 @@ from core.errors import RankscopeError
 from core.profile.counts import count_flops, count_params
 from decompose_helpers import CONV_METHODS, LINEAR_METHODS, build, conv2d_layers, conv_transpose_layers, rel_error, scaled_rank
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on a padded copy
+
 FULL_RANK_TOL = 1e-4
 PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,11 +5,26 @@ import pytest
 import torch
 from torch import nn
 
+from hypothesis import given, settings
+
 from core.decompose import fit_outputs, get_method
+from core.decompose._layers import conv_patches
 from core.profile.counts import count_params
-from decompose_helpers import rel_error
+from decompose_helpers import conv2d_layers, rel_error
 
 SLACK = 1e-9  # float64 round-off
+
+
+@settings(max_examples=15, deadline=None)
+@given(layer=conv2d_layers())
+def test_conv_patches_are_what_the_conv_multiplies(layer):
+    """aa_svd's covariance is built from these patches: weight @ patches must be the conv (any padding and mode)."""
+    conv, x = layer
+    y = conv(x)
+    out = conv.weight.reshape(conv.out_channels, -1) @ conv_patches(conv, x)  # (N, O, L)
+    if conv.bias is not None:
+        out = out + conv.bias[:, None]
+    assert rel_error(out.reshape(y.shape), y) < 1e-5
 
 
 def errors_by_rank(conv_or_linear: nn.Module, x: torch.Tensor, calibration: torch.Tensor) -> list[tuple[float, float]]:
