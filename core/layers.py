@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import torch
 from torch import nn
 
 from core.models.cfg import ModelCfg
@@ -24,3 +25,28 @@ def describe_layers(model: nn.Module, cfg: ModelCfg) -> pd.DataFrame:
         reasons = {get_method(m).check(modules[name]) for m in list_methods()} - {None}
         skipped.append("" if ok else "; ".join(sorted(reasons))[:120])
     return table.assign(methods=methods, skipped=skipped)
+
+
+def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Leaf-most modules that own a weight matrix or tensor a decomposition could act on (incl. capsule ``W``)."""
+    out = {}
+    for name, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        weight = own.get("weight", own.get("W"))
+        if name and weight is not None and weight.dim() >= 2:
+            out[name] = module
+    return out
+
+
+def layer_inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input tensor each named module receives when ``model`` runs on ``example`` (one no-grad pass)."""
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [modules[n].register_forward_pre_hook(lambda _m, a, n=n: seen.setdefault(n, a[0].detach())) for n in names]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

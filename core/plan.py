@@ -31,6 +31,7 @@ from torch import nn
 
 from core.errors import RankscopeError
 from core.io import atomic_write_text
+from core.layers import layer_inputs
 
 SCHEMA_VERSION = 1
 TOP_KEYS = {"schema", "model", "weights_hash", "layers", "skipped"}
@@ -239,30 +240,12 @@ class ApplyReport:
         return "\n".join(lines)
 
 
-def _layer_inputs(model: nn.Module, paths: list[str], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The input tensor of each module in ``paths`` when ``model`` runs on ``inputs`` (one forward pass)."""
-    captured: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
-    handles = [
-        modules[p].register_forward_pre_hook(lambda _m, args, p=p: captured.__setitem__(p, args[0].detach()))
-        for p in paths
-    ]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return captured
-
-
 def apply_plan(
     model: nn.Module,
     plan: Plan,
     *,
     force: bool = False,
     calibration: torch.Tensor | None = None,
-    structure_only: bool = False,
 ) -> tuple[nn.Module, ApplyReport]:
     """Return a compressed copy of ``model`` and a report; ``model`` itself is left untouched.
 
@@ -272,8 +255,6 @@ def apply_plan(
     plan : the plan (validated here against ``model``; all problems raise one :class:`PlanError`).
     force : apply even if ``plan.weights_hash`` differs from the model's weights (a warning is reported).
     calibration : a batch of *model* inputs for data-aware methods; each layer's inputs are captured from it.
-    structure_only : build the compressed architecture without data (for loading saved weights into it);
-        data-aware methods then start from their data-free initialisation.
     """
     from core.decompose.registry import get_method
 
@@ -281,7 +262,7 @@ def apply_plan(
     if problems:
         raise PlanError(problems)
     report = ApplyReport(skipped=dict(plan.skipped))
-    if plan.weights_hash and not structure_only:
+    if plan.weights_hash:
         actual = weights_hash(model)
         if actual != plan.weights_hash:
             message = f"plan was made for weights {plan.weights_hash}, this model has {actual}"
@@ -289,20 +270,16 @@ def apply_plan(
                 raise RankscopeError(message + "; pass --force (force=True) to apply it anyway")
             report.warnings.append(message)
     needs_data = [p for p, e in plan.layers.items() if get_method(e.method).needs_calibration]
-    if needs_data and calibration is None and not structure_only:
+    if needs_data and calibration is None:
         raise RankscopeError(f"{', '.join(needs_data[:3])}: data-aware methods need calibration data (--data)")
-    layer_inputs = _layer_inputs(model, needs_data, calibration) if needs_data and not structure_only else {}
+    inputs = layer_inputs(model, needs_data, calibration) if needs_data else {}
     new = copy.deepcopy(model)
     modules = dict(model.named_modules())
     for path, entry in plan.layers.items():
-        method = get_method(entry.method)
-        options = dict(entry.options)
-        if structure_only and method.needs_calibration:
-            options["structure_only"] = True
         try:
-            built = method.build(modules[path], entry.rank, calibration=layer_inputs.get(path), **options)
-        except TypeError as err:
-            raise PlanError([f"{path}: bad options for {entry.method}: {err}"]) from None
+            built = get_method(entry.method).build(modules[path], entry.rank, calibration=inputs.get(path), **entry.options)
+        except (TypeError, RankscopeError) as err:
+            raise PlanError([f"{path}: {entry.method}: {err}"]) from None
         parent, _, child = path.rpartition(".")
         setattr(new.get_submodule(parent) if parent else new, child, built)
         rank = entry.rank if not isinstance(entry.rank, list) else "x".join(map(str, entry.rank))

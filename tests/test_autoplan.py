@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from core.autoplan import layer_inputs, make_plan, weighted_layers
+from core.autoplan import make_plan
+from core.layers import layer_inputs, weighted_layers
 from core.decompose.rank import dense_cost
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
@@ -83,3 +84,39 @@ def test_malformed_plan_on_the_command_line_exits_2(tmp_path, text, pattern):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(pattern, proc.stderr.strip().splitlines()[-1])
+
+
+def test_data_aware_plan_saves_and_reloads(tmp_path, resnet):
+    from core.data import calibration_batch
+    from core.plan import LayerEntry, Plan
+    from core.savedir import save_compressed
+
+    model, cfg = resnet
+    plan = Plan("fmnist-resnet", {"fc": LayerEntry("aa_svd", 4), "layer3.0.conv2": LayerEntry("tucker2_nl", [16, 16], options={"steps": 20})})
+    with pytest.raises(RankscopeError, match="need calibration data"):
+        apply_plan(model, plan)
+    compressed, _ = apply_plan(model, plan, calibration=calibration_batch("fashion-mnist", cfg, samples=64))
+    save_compressed(compressed, plan, "fmnist-resnet", tmp_path / "out")
+    loaded, _ = create_model(f"file:{tmp_path / 'out'}")
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(loaded(x), compressed(x))
+
+
+@pytest.mark.parametrize(
+    "name,skipped_reason",
+    [
+        ("timm:mobilenetv3_small_100", "not decomposable: its weight has rank at most 1"),
+        ("timm:convnext_atto", "not decomposable: its weight has rank at most 1"),
+        ("timm:vit_tiny_patch16_224", None),
+    ],
+)
+def test_plan_covering_every_layer_of_timm_models_applies(name, skipped_reason):
+    model, cfg = create_model(name)
+    plan = make_plan(model, cfg, "svd", ratio=0.5)
+    compressed, report = apply_plan(model, plan)
+    assert len(report.applied) == len(plan.layers) > 10
+    assert set(plan.layers) | set(report.skipped) == set(weighted_layers(model))
+    if skipped_reason:
+        assert any(skipped_reason in why for why in report.skipped.values())
+    with torch.no_grad():
+        assert compressed(torch.randn(1, *cfg.input_size)).shape == (1, cfg.num_classes)

@@ -134,7 +134,10 @@ def _from_saved_dir(folder: Path, meta: dict) -> tuple[nn.Module, ModelCfg]:
     if plan_file:
         from core.plan import apply_plan, load_plan  # noqa: PLC0415 - plans import models, not the reverse at import time
 
-        model, _ = apply_plan(model, load_plan(folder / plan_file), structure_only=True)
+        # Only the architecture matters here (the saved weights replace every factor), so data-aware
+        # methods are built from a seeded random batch rather than real calibration data.
+        example = torch.randn(8, *cfg.input_size, generator=torch.Generator().manual_seed(0))
+        model, _ = apply_plan(model, load_plan(folder / plan_file), force=True, calibration=example)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
     model.eval()
     return model, ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})
