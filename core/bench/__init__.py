@@ -1,0 +1,17 @@
+"""Benchmarks, run as ``rankscope bench <name>``: timings printed, not asserted (they are not tests).
+
+Each benchmark module has ``add_parser(subparsers)`` registering its sub-command; :func:`add_bench_parser`
+collects them under ``bench``.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``bench`` and its sub-commands to the ``rankscope`` parser's sub-commands."""
+    from core.bench import dashboard
+
+    bench = sub.add_parser("bench", help="benchmarks: timings measured in this process, printed")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    dashboard.add_parser(kinds)
