@@ -81,3 +81,19 @@ def test_profile_json_has_the_documented_keys():
         assert key in result
     assert result["samples"] == 200 and result["params"] == 77754
     assert 0.85 < result["accuracy"] <= 1.0 and result["latency_p90_ms"] >= result["latency_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    "name,first,methods_of_first,min_share",
+    [
+        ("timm:resnet50", "conv1", "svd", 0.95),
+        ("timm:mobilenetv3_small_100", "conv_stem", "svd", 0.95),
+        ("timm:vit_tiny_patch16_224", "patch_embed.proj", "svd", 0.8),  # attention's matmuls belong to no layer
+        ("torchvision:resnet18", "conv1", "svd", 0.95),
+    ],
+)
+def test_layers_of_library_models_offline(capsys, name, first, methods_of_first, min_share):
+    assert main(["layers", name, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rows[0]["name"] == first and methods_of_first in rows[0]["methods"]
+    assert len(rows) > 15 and min_share < sum(r["flops_share"] for r in rows) <= 1.0 + 1e-9
