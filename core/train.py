@@ -105,7 +105,7 @@ def train(name: str, cfg: TrainConfig, out_dir: Path, log=print) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         acc = evaluate_tensors(model, xte, yte)
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {total / steps_per_epoch:.4f}  test acc {acc:.4f}  {time.time() - t0:.0f}s")
     model.eval()
@@ -121,7 +121,7 @@ def train(name: str, cfg: TrainConfig, out_dir: Path, log=print) -> dict:
         "flop_convention": FLOP_CONVENTION,
         "train_config": asdict(cfg),
         "train_seconds": round(time.time() - t0, 1),
-        "command": f"rankscope train {name} --epochs {cfg.epochs} --seed {cfg.seed}",
+        "command": f"rankscope train {name} --epochs {cfg.epochs} --seed {cfg.seed} --threads {cfg.threads}",
         "versions": {"python": platform.python_version(), "torch": torch.__version__, **_lib_versions()},
         "machine": f"{platform.machine()} CPU, {cfg.threads} threads",
     }
