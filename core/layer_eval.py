@@ -32,7 +32,7 @@ from core.errors import RankscopeError
 from core.profile.accuracy import AccuracyResult, Cancelled
 from core.profile.checks import check_batch, check_device
 
-INTERACTIVE_SAMPLES = 1000  # default evaluation subset of the dashboard and `rankscope bench dashboard`
+INTERACTIVE_SAMPLES = 500  # default evaluation subset of the dashboard and `rankscope bench dashboard`
 Progress = Callable[[int, int], None]  # (batches done, batches in all)
 
 

@@ -1,8 +1,11 @@
 """rankscope dashboard entry point: page config and navigation only; every page lives in ``pages/``."""
 import streamlit as st
 
-st.set_page_config(page_title="rankscope", page_icon="📉", layout="wide")
+st.set_page_config(page_title="rankscope", page_icon=":material/compress:", layout="wide")
 pages = [
-    st.Page("pages/model.py", title="Model", icon="🧱", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/deployed_code:", default=True),
+    st.Page("pages/layer_explorer.py", title="Layer explorer", icon=":material/biotech:"),
+    st.Page("pages/plan.py", title="Plan", icon=":material/table_chart:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 st.navigation(pages).run()

@@ -1,4 +1,5 @@
-"""Number formatting for the pages."""
+"""Number formatting for the pages: units, and values next to their baseline."""
+from __future__ import annotations
 
 
 def human(value: float) -> str:
@@ -7,3 +8,26 @@ def human(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value:g}"
+
+
+def share(value: float, base: float, of: str = "baseline") -> str:
+    """'48 % of baseline' (one decimal below 10 %)."""
+    if not base:
+        return f"— of {of}"
+    pct = 100 * value / base
+    return f"{pct:.1f} % of {of}" if pct < 10 else f"{pct:.0f} % of {of}"
+
+
+def percent(fraction: float | None) -> str:
+    """0.9183 -> '91.83 %'; None -> '—'."""
+    return "—" if fraction is None else f"{100 * fraction:.2f} %"
+
+
+def points(delta: float | None) -> str | None:
+    """An accuracy difference in percentage points: -0.0123 -> '-1.23 pp' (None stays None)."""
+    return None if delta is None else f"{100 * delta:+.2f} pp"
+
+
+def rank_text(rank) -> str:
+    """8 -> '8'; [8, 4] -> '8x4'."""
+    return "x".join(map(str, rank)) if isinstance(rank, (list, tuple)) else str(rank)

@@ -1,0 +1,180 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium against ``streamlit run`` on localhost.
+
+Open the app, choose a layer, move its rank slider and watch FLOPs and accuracy change, put it into the
+plan, export the plan as YAML and check that the downloaded file loads and applies. Every page is
+screenshotted into the test's folder and copied to /tmp/rankscope-shots/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.models import create_model
+from core.plan import apply_plan, load_plan
+
+from conftest import APP, SAMPLES
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path("/tmp/rankscope-shots")
+ROOT = Path(APP).parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``streamlit run dashboard/app.py`` on a free localhost port; killed at the end."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", APP, "--server.address", "127.0.0.1", "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up on {url}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser test needs Debian's Chromium at {CHROMIUM}: install it with `make browser` "
+                    "(apt-get install chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _idle(page, timeout: float = 180) -> None:
+    """Wait until the app has finished running its script (no running-status widget for a second)."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.0:
+            return
+        page.wait_for_timeout(200)
+    raise AssertionError("the app kept running for more than the timeout")
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True))
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _wait_change(page, label: str, before: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _idle(page)
+        now = _metric(page, label)
+        if now != before:
+            return now
+        page.wait_for_timeout(300)
+    raise AssertionError(f"{label} stayed at {before}")
+
+
+def _shot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / path.name)
+
+
+def _go(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    _idle(page)
+
+
+def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1500, "height": 2600}, accept_downloads=True)
+    page.set_default_timeout(120_000)
+    page.goto(server)
+    page.get_by_role("heading", name="Model").first.wait_for()
+    _idle(page)
+    samples = page.get_by_label("Evaluation images", exact=True).and_(page.locator("input"))
+    samples.fill(str(SAMPLES))
+    samples.press("Enter")
+    _idle(page)
+    assert _metric(page, "Parameters") == "77.75 k"
+    _shot(page, tmp_path, "1-model")
+
+    _go(page, "Layer explorer")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer (type to search)").locator("input").fill("layer3.0.conv2")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 32x32").wait_for()
+    _idle(page)
+    flops, accuracy = _metric(page, "Layer FLOPs / image"), _metric(page, "Model accuracy (only this layer changed)")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    page.keyboard.press("Home")  # input rank 1
+    page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 1x32").wait_for()
+    assert _wait_change(page, "Layer FLOPs / image", flops) != flops
+    assert _wait_change(page, "Model accuracy (only this layer changed)", accuracy) != accuracy
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 4x32").wait_for()
+    _idle(page)
+    assert page.locator(".js-plotly-plot .bars path").count() > 10, "the spectrum chart has no bars"
+    _shot(page, tmp_path, "2-layer-explorer")
+    page.get_by_role("button", name="Put this layer's choice into the plan").click()
+    _idle(page)
+
+    _go(page, "Plan")
+    assert "% of baseline" in page.locator('[data-testid="stMetric"]').first.inner_text()
+    assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 1, "the trade-off chart has no point"
+    _shot(page, tmp_path, "3-plan")
+
+    _go(page, "Export")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Plan as YAML").click()
+    target = tmp_path / download.value.suggested_filename
+    download.value.save_as(target)
+    _shot(page, tmp_path, "4-export")
+    page.close()
+
+    plan = load_plan(target)
+    assert plan.model == "fmnist-resnet"
+    assert plan.layers["layer3.0.conv2"].method == "tucker2" and plan.layers["layer3.0.conv2"].rank == [4, 32]
+    model, _ = create_model("fmnist-resnet")
+    compressed, report = apply_plan(model, plan)
+    assert report.applied["layer3.0.conv2"] == "tucker2 rank 4x32"
+    assert type(compressed.get_submodule("layer3.0.conv2")).__name__ == "Decomposed"

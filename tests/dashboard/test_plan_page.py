@@ -1,0 +1,89 @@
+"""The Plan page: the scale slider and table edits move the totals to what core computes; history and restore."""
+from __future__ import annotations
+
+import pytest
+
+from core.data import eval_subset, load_dataset
+from core.decompose import get_method
+from core.layer_study import default_method, rank_at
+from core.models import create_model
+from core.plan import LayerEntry, Plan, apply_plan
+from core.plan_cost import layer_sites, plan_cost
+from core.profile import count_flops, count_params, evaluate, example_input
+from dashboard.format import human, percent
+
+from conftest import SAMPLES, metrics
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    model, cfg = create_model("fmnist-resnet")
+    return model, cfg, eval_subset(load_dataset("fashion-mnist", cfg), SAMPLES)
+
+
+def _plan_at(model, fraction: float, dense: tuple[str, ...] = ()) -> Plan:
+    """The page's plan: each compressible layer's default method at ``fraction`` of its full rank."""
+    layers = {}
+    for path, module in model.named_modules():
+        method = default_method(module) if path else None
+        if method and path not in dense:
+            rank = rank_at(get_method(method), module, fraction)
+            layers[path] = LayerEntry(method, list(rank) if isinstance(rank, tuple) else rank)
+    return Plan("fmnist-resnet", layers)
+
+
+def _expected(resnet, plan: Plan) -> tuple[str, str, str]:
+    model, cfg, dataset = resnet
+    x = example_input(cfg, 1)
+    cost = plan_cost(model, plan, layer_sites(model, x, list(plan.layers)), count_params(model), int(count_flops(model, x).per_sample))
+    compressed, _ = apply_plan(model, plan)
+    return human(cost.params), human(cost.flops), percent(evaluate(compressed, dataset).top1)
+
+
+def _shown(at) -> tuple[str, str, str]:
+    shown = metrics(at)
+    return shown["Parameters"], shown["FLOPs / image"], shown["Accuracy"]
+
+
+def test_scale_slider_and_table_edits_drive_the_totals(page, resnet):
+    at = page("pages/plan.py")
+    assert _shown(at) == _expected(resnet, _plan_at(resnet[0], 0.5))
+
+    at.slider(key="_w_plan_scale").set_value(75).run()
+    assert not at.exception
+    assert _shown(at) == _expected(resnet, _plan_at(resnet[0], 0.75))
+
+    editor = f"plan_editor_{at.session_state['plan_version']}"
+    rows = list(at.data_editor[0].value["layer"])
+    at.session_state[editor] = {"edited_rows": {rows.index("fc"): {"method": "—"}, rows.index("layer1.0.conv1"): {"rank": "2x"}},
+                                "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    assert at.error[0].value.startswith("layer1.0.conv1: tucker2 takes 2 ranks, got 1")
+    assert _shown(at) == _expected(resnet, _plan_at(resnet[0], 0.75, dense=("fc", "layer1.0.conv1")))
+    assert len(at.get("plotly_chart")) == 3  # totals, per-layer costs, accuracy vs FLOPs
+
+
+def test_every_configuration_is_kept_and_can_be_restored(page, resnet):
+    at = page("pages/plan.py")
+    first = _shown(at)
+    at.slider(key="_w_plan_scale").set_value(30).run()
+    assert _shown(at) != first
+    history = at.session_state["history"]
+    assert [h["id"] for h in history] == [1, 2]
+    restore = [s for s in at.selectbox if s.label == "Restore a configuration"][0]
+    restore.set_value(1).run()
+    assert not at.exception
+    assert _shown(at) == first
+    at.selectbox(key="plan_method").set_value("svd").run()  # one method for every layer
+    assert {e["method"] for e in at.session_state["plan_entries"].values()} == {"svd"}
+
+
+def test_latency_and_memory_are_measured_on_request(page):
+    at = page("pages/plan.py")
+    assert metrics(at)["Latency (median)"] == "—"
+    [b for b in at.button if b.label == "Measure latency and peak memory"][0].click().run()
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    assert shown["Latency (median)"].endswith(" ms") and shown["Peak memory"].endswith(" MB")
+    assert at.session_state["history"][-1]["latency_ms"] > 0

@@ -1,0 +1,47 @@
+"""The figure builders are pure: data in, a titled figure with that data out."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.layer_study import Spectrum
+from dashboard import plots
+from dashboard.format import human, percent, points, rank_text, share
+
+
+def test_spectrum_marks_the_cut_and_the_energy():
+    fig = plots.spectrum([Spectrum("input rank", np.array([4.0, 2.0, 1.0])), Spectrum("output rank", np.array([3.0, 1.0]))], [2, 1])
+    assert [a.text for a in fig.layout.annotations] == ["input rank: 2 of 3 kept, 95.2 % energy", "output rank: 1 of 2 kept, 90.0 % energy"]
+    assert list(fig.data[0].marker.color) == [plots.BLUE, plots.BLUE, plots.GREY]
+    assert "Spectrum" in fig.layout.title.text and len(fig.layout.shapes) == 2
+
+
+def test_error_curve_places_ranks_by_parameters():
+    curve = pd.DataFrame({"rank": ["1", "2"], "fraction": [0.5, 1.0], "params": [10, 20], "error": [0.5, 0.0]})
+    fig = plots.error_curve(curve, 20, ("2", 20, 0.0))
+    assert list(fig.data[0].x) == [50.0, 100.0] and list(fig.data[0].text) == ["1", "2"]
+    assert list(fig.data[1].x) == [100.0] and "Reconstruction error vs rank" in fig.layout.title.text
+
+
+def test_frontier_points_carry_their_configuration_ids():
+    history = pd.DataFrame({"id": [1, 2, 3], "accuracy": [0.9, 0.8, 0.7], "flops": [3e6, 2e6, 1e6],
+                            "latency_ms": [None, 1.0, None], "label": ["a", "b", "c"]})
+    fig = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "flops", current=2)
+    assert list(fig.data[0].customdata) == [1, 2, 3]
+    assert [d.name for d in fig.data] == ["evaluated configurations", "current", "dense baseline"]
+    by_latency = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "latency_ms")
+    assert list(by_latency.data[0].customdata) == [2]  # only measured configurations
+
+
+def test_totals_and_layer_costs():
+    fig = plots.totals(pd.DataFrame({"what": ["parameters", "latency"], "ratio": [0.5, 1.2]}))
+    assert list(fig.data[0].text) == ["50 %", "120 %"] and list(fig.data[0].marker.color) == [plots.BLUE, plots.RED]
+    table = pd.DataFrame({"name": ["a"], "params_before": [10], "params_after": [4], "flops_before": [100], "flops_after": [40]})
+    assert len(plots.layer_costs(table).data) == 4
+
+
+def test_numbers_have_units_and_baselines():
+    assert human(1_234_567) == "1.23 M" and human(999) == "999"
+    assert share(48, 100) == "48 % of baseline" and share(5, 100, "dense layer") == "5.0 % of dense layer"
+    assert percent(0.9183) == "91.83 %" and percent(None) == "—"
+    assert points(-0.0123) == "-1.23 pp" and rank_text([8, 4]) == "8x4"
