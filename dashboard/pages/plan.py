@@ -33,8 +33,12 @@ paths = list(table["name"])
 
 
 # --- editing the plan: callbacks run before the page, so the page always draws the current plan -----
-def _rank_for(path: str, method: str, fraction: float) -> int | list[int]:
-    rank = rank_at(get_method(method), model.get_submodule(path), fraction)
+def _rank_for(path: str, method: str, fraction: float) -> int | list[int] | None:
+    """``fraction`` of the layer's full rank for ``method``; ``None`` where the method does not apply (validation says why)."""
+    module = model.get_submodule(path)
+    if get_method(method).check(module) is not None:
+        return None
+    rank = rank_at(get_method(method), module, fraction)
     return list(rank) if isinstance(rank, tuple) else rank
 
 
@@ -122,7 +126,7 @@ for path, row in table.set_index("name").iterrows():
     rows.append({
         "layer": path, "type": row.type, "method": method, "rank": rank_text(e["rank"]) if method != DENSE else "",
         "density": e.get("density"),
-        "full rank": rank_text(max_ranks(get_method(method), model.get_submodule(path))) if method != DENSE else "",
+        "full rank": rank_text(max_ranks(get_method(method), model.get_submodule(path))) if ok else "",
         "params": int(by_layer.loc[path, "params_after"]) if ok else int(row.params),
         "FLOPs": int(by_layer.loc[path, "flops_after"]) if ok else int(row.flops),
         "FLOPs kept": by_layer.loc[path, "flops_after"] / max(by_layer.loc[path, "flops_before"], 1) if ok else 1.0,

@@ -1,7 +1,8 @@
 """End to end in a real browser: Playwright drives Debian's Chromium against ``streamlit run`` on localhost.
 
 Open the app, choose a layer, move its rank slider and watch FLOPs and accuracy change, put it into the
-plan, export the plan as YAML and check that the downloaded file loads and applies. Every page is
+plan, export the plan as YAML and check that the downloaded file loads and applies, and that the downloaded
+compressed model opens and computes what the applied plan computes. Every page is
 screenshotted into the test's folder and copied to /tmp/rankscope-shots/.
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.models import create_model
 from core.plan import apply_plan, load_plan
+from core.transfer import store_upload
 
 from conftest import APP, SAMPLES
 
@@ -168,6 +171,10 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
         page.get_by_role("button", name="Plan as YAML").click()
     target = tmp_path / download.value.suggested_filename
     download.value.save_as(target)
+    with page.expect_download() as zipped:
+        page.get_by_role("button", name="Compressed model (.zip)").click()
+    archive = tmp_path / zipped.value.suggested_filename
+    zipped.value.save_as(archive)
     _shot(page, tmp_path, "4-export")
     page.close()
 
@@ -178,3 +185,7 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
     compressed, report = apply_plan(model, plan)
     assert report.applied["layer3.0.conv2"] == "tucker2 rank 4x32"
     assert type(compressed.get_submodule("layer3.0.conv2")).__name__ == "Decomposed"
+    reopened, _ = create_model(f"file:{store_upload(archive.read_bytes(), archive.name, root=tmp_path)}")
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(reopened(x), compressed(x))  # the downloaded model is the plan applied

@@ -55,12 +55,15 @@ def test_scale_slider_and_table_edits_drive_the_totals(page, resnet):
 
     editor = f"plan_editor_{at.session_state['plan_version']}"
     rows = list(at.data_editor[0].value["layer"])
-    at.session_state[editor] = {"edited_rows": {rows.index("fc"): {"method": "—"}, rows.index("layer1.0.conv1"): {"rank": "2x"}},
-                                "added_rows": [], "deleted_rows": []}
+    edits = {rows.index("stem.0"): {"method": "—"}, rows.index("layer1.0.conv1"): {"rank": "2x"},
+             rows.index("fc"): {"method": "tucker2"}}  # a method that does not fit a Linear
+    at.session_state[editor] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
     at.run()
     assert not at.exception
-    assert at.error[0].value.startswith("layer1.0.conv1: tucker2 takes 2 ranks, got 1")
-    assert _shown(at) == _expected(resnet, _plan_at(resnet[0], 0.75, dense=("fc", "layer1.0.conv1")))
+    assert [e.value.split(" (")[0] for e in at.error] == [
+        "layer1.0.conv1: tucker2 takes 2 ranks, got 1 — this layer stays dense until fixed",
+        "fc: tucker2 does not apply"]
+    assert _shown(at) == _expected(resnet, _plan_at(resnet[0], 0.75, dense=("fc", "layer1.0.conv1", "stem.0")))
     assert len(at.get("plotly_chart")) == 3  # totals, per-layer costs, accuracy vs FLOPs
 
 
