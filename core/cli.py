@@ -173,6 +173,112 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(json.dumps(card))
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from core.data import eval_subset, load_dataset
+    from core.plan import load_plan
+    from core.profile.context import torch_threads
+    from core.recovery import RecoveryConfig, recover
+    from core.savedir import check_new_folder, save_compressed
+
+    out = Path(args.out)
+    check_new_folder(out)  # before minutes of fine-tuning, not after
+    config = RecoveryConfig(**{k: v for k, v in {"steps": args.steps, "batch_size": args.batch, "lr": args.lr}.items() if v is not None},
+                            seed=args.seed)
+    with torch_threads(args.threads):
+        original, cfg = _load(args)
+        compressed, _, data_name = _compressed(args)
+        if not data_name:
+            raise RankscopeError("fine-tuning needs labelled training data: give it with --data")
+        train_data = load_dataset(data_name, cfg, split="train")
+        eval_data = eval_subset(load_dataset(data_name, cfg), args.samples, seed=args.seed)
+        with tqdm(total=config.steps, unit="step", desc="fine-tune", disable=not config.steps) as bar:
+            result = recover(original, compressed, train_data, eval_data, config, device=args.device,
+                             progress=lambda done, total: bar.update(1))
+    bn = f"{result.batchnorm_layers} BatchNorm layers" if result.batchnorm_layers else "no BatchNorm layers: skipped"
+    for label, acc in (("original", result.original), ("compressed", result.before),
+                       (f"after BN re-calibration ({bn})", result.after_bn), (f"after {result.steps} fine-tune steps", result.after)):
+        print(f"{label:48s} top-1 {100 * acc.top1:6.2f} %  loss {acc.loss:.4f}")
+    print(f"recovery took {result.seconds:.0f} s on {args.device}; evaluated on {result.after.samples} {data_name} test images")
+    save_compressed(result.model, load_plan(args.plan), args.model, out)
+    print(f"wrote {out}: load it with create_model('file:{out}')")
+
+
+def _sweep_table(args: argparse.Namespace, model, cfg, *, latency: bool, mix: bool = False, split: str = "test"):
+    """``(table, dataset)``: the sensitivity table of ``args``' grid (mixed methods when ``mix``) on a seeded subset of
+    ``split``, through the sweep cache."""
+    from core.data import eval_subset, load_dataset
+    from core.profile.context import torch_threads
+    from core.sweep import SweepCache, data_key, sweep
+
+    data_name = args.data or ("" if cfg.dataset == "imagenet" else cfg.dataset)
+    if not data_name:
+        raise RankscopeError("a sweep measures accuracy: give evaluation data with --data")
+    dataset = eval_subset(load_dataset(data_name, cfg, split=split), args.samples, seed=args.seed)
+    key = data_key(data_name if split == "test" else f"{data_name}-{split}", args.samples, args.seed)
+    cache = None if args.no_cache else SweepCache(key, Path(args.cache_dir))
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rswept {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    with torch_threads(args.threads):
+        table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix, latency=latency,
+                      latency_batch=args.latency_batch, cache=cache, progress=progress)
+    return table, dataset
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from core.sweep import write_table
+
+    model, cfg = _load(args)
+    table, _ = _sweep_table(args, model, cfg, latency=args.latency)
+    write_table(table, args.out)
+    print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points)")
+
+
+def cmd_allocate(args: argparse.Namespace) -> None:
+    from core.plan import save_plan
+    from core.profile import example_input
+    from core.profile.context import torch_threads
+    from core.sweep import layer_methods
+    from core.sweep.allocate import NEEDS_TABLE, allocate
+    from core.sweep.budget import Problem, Target
+
+    kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
+    model, cfg = _load(args)
+    table, layers, data = None, None, None
+    if args.allocator in NEEDS_TABLE or kind == "latency":
+        # chosen on training images, so that the test split stays for reporting the plan's accuracy
+        table, data = _sweep_table(args, model, cfg, latency=kind == "latency", mix=args.allocator == "rankscope", split="train")
+    else:
+        layers = layer_methods(model, args.layers, args.methods)
+    problem = Problem(model, args.model, example_input(cfg, 1), Target(kind, fraction), table, layers,
+                      data=data if args.allocator == "rankscope" else None)
+    with torch_threads(args.threads):
+        result = allocate(args.allocator, problem)
+    save_plan(result.plan, args.out)
+    print(f"wrote {args.out}: {result.summary()}")
+
+
+def _add_sweep_args(p: argparse.ArgumentParser) -> None:
+    from core.sweep import DEFAULT_FOLDER
+    from core.sweep.engine import SWEEP_SAMPLES
+
+    p.add_argument("--layers", nargs="+", help="module paths (default: every layer a data-free method applies to)")
+    p.add_argument("--methods", nargs="+", help="data-free methods, each on the layers it applies to (default: one per layer; "
+                   "allocate's rankscope allocator adds tucker2's alternatives spatial_svd, tt and svd)")
+    p.add_argument("--points", type=_positive("--points"), default=10, help="ranks per layer and method, 1 to full rank")
+    p.add_argument("--data", help="evaluation data (default: the model's dataset)")
+    p.add_argument("--samples", type=_positive("--samples"), default=SWEEP_SAMPLES,
+                   help="images scored per point (sweep: of the test split; allocate: of the training split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--latency-batch", type=_positive("--latency-batch"), default=1, help="batch of the latency timings")
+    p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="sweep cache folder")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the sweep cache")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rankscope", description="Low-rank compression with the price measured.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +332,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_threads)
     p.add_argument("--out", help="output folder (default: assets/models/<name>)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="apply a plan, re-calibrate BatchNorm, distill from the original, write the model")
+    _add_model_args(p)
+    p.add_argument("--plan", required=True, help="compression plan (YAML or JSON)")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--steps", type=_positive("--steps"), help="fine-tune steps (default 1000)")
+    p.add_argument("--batch", type=_positive("--batch"), help="training batch size (default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
+    p.add_argument("--data", help="labelled data with a train split (default: the model's dataset)")
+    p.add_argument("--samples", type=_positive("--samples"), default=None, help="test images to evaluate on (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the batches, the augmentation and the evaluation subset")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--force", action="store_true", help="apply even if the plan was made for other weights")
+    p.set_defaults(func=cmd_finetune)
+
+    from core.sweep.allocate import ALLOCATORS
+
+    p = sub.add_parser("sweep", help="sensitivity table: accuracy, loss, cost (and latency) of each layer at each rank")
+    _add_model_args(p)
+    _add_sweep_args(p)
+    p.add_argument("--latency", action="store_true", help="also time each layer at each rank")
+    p.add_argument("--out", required=True, help="table to write (.csv)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("allocate", help="choose a rank per layer to meet a parameter, FLOP or latency target")
+    _add_model_args(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-flops", type=_fraction("--target-flops"), help="keep this fraction of the FLOPs")
+    target.add_argument("--target-params", type=_fraction("--target-params"), help="keep this fraction of the parameters")
+    target.add_argument("--target-latency", type=_fraction("--target-latency"), help="keep this fraction of the measured latency")
+    p.add_argument("--allocator", choices=list(ALLOCATORS), default="rankscope",
+                   help="rankscope (knapsack on the sweep), greedy (AIMET), uniform, energy or vbmf")
+    _add_sweep_args(p)
+    p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
+    p.set_defaults(func=cmd_allocate)
 
     from core.bench import add_bench_parser  # noqa: PLC0415 - bench sub-commands live beside their code
 

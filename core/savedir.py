@@ -16,14 +16,19 @@ from core.errors import RankscopeError
 from core.plan import Plan
 
 
+def check_new_folder(out: Path) -> None:
+    """Raise :class:`RankscopeError` unless ``out`` is absent or an empty folder (check before long work)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RankscopeError(f"{out} already exists and is not an empty folder; choose a new --out")
+
+
 def save_compressed(model: nn.Module, plan: Plan, arch: str, out: Path) -> None:
     """Write ``model`` (already compressed by ``plan``) to the folder ``out``, which must be new or empty.
 
     Everything is written to a temporary folder beside ``out`` and renamed into place, so ``out``
     is either absent or complete.
     """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RankscopeError(f"{out} already exists and is not an empty folder; choose a new --out")
+    check_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

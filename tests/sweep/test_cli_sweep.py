@@ -1,0 +1,56 @@
+"""`rankscope sweep`, `rankscope allocate` and `rankscope bench sweep`: files written, bad input exits 2."""
+from __future__ import annotations
+
+import pytest
+
+from core.cli import main
+from core.plan import load_plan
+from core.sweep import read_table
+
+
+def test_sweep_writes_the_table_and_allocate_a_plan(tmp_path, capsys):
+    common = ["--layers", "fc", "layer3.0.downsample.0", "--points", "3", "--samples", "32", "--threads", "1",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert main(["sweep", "fmnist-resnet", *common, "--out", str(tmp_path / "t.csv")]) == 0
+    table = read_table(tmp_path / "t.csv")
+    assert list(table["layer"]) == ["", "layer3.0.downsample.0", "fc"] + ["layer3.0.downsample.0"] * 3 + ["fc"] * 3
+    assert (table["samples"] == 32).all()
+    assert main(["allocate", "fmnist-resnet", "--target-params", "0.99", "--allocator", "greedy", *common,
+                 "--out", str(tmp_path / "p.yaml")]) == 0
+    assert "meets the target 0.99" in capsys.readouterr().out
+    plan = load_plan(tmp_path / "p.yaml")
+    assert plan.model == "fmnist-resnet" and set(plan.layers) | set(plan.skipped) == {"fc", "layer3.0.downsample.0"}
+
+
+def test_allocate_without_a_sweep(tmp_path, capsys):
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--allocator", "energy",
+                 "--out", str(tmp_path / "p.json")]) == 0
+    assert "meets the target 0.5" in capsys.readouterr().out
+    assert len(load_plan(tmp_path / "p.json").layers) == 10
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sweep", "fmnist-resnet", "--layers", "fcc", "--out", "x.csv"], "no layer named 'fcc'"),
+    (["sweep", "fmnist-resnet", "--methods", "aa_svd", "--out", "x.csv"], "aa_svd is data-aware"),
+    (["allocate", "fmnist-resnet", "--target-flops", "0.5", "--methods", "cp", "--allocator", "energy", "--out", "x.yaml"],
+     "cp has no singular values"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize("args", [["allocate", "fmnist-resnet", "--out", "x.yaml"],
+                                  ["allocate", "fmnist-resnet", "--target-flops", "1.5", "--out", "x.yaml"],
+                                  ["sweep", "fmnist-resnet", "--points", "0", "--out", "x.csv"]])
+def test_bad_flags_exit_2(args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+
+
+def test_bench_sweep_agrees_and_reports_the_speedup(capsys):
+    assert main(["bench", "sweep", "--samples", "16", "--points", "2", "--layers", "fc", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("sweep speedup: ")
