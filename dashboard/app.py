@@ -5,6 +5,7 @@ st.set_page_config(page_title="rankscope", page_icon=":material/compress:", layo
 pages = [
     st.Page("pages/model.py", title="Model", icon=":material/deployed_code:", default=True),
     st.Page("pages/layer_explorer.py", title="Layer explorer", icon=":material/biotech:"),
+    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/grid_on:"),
     st.Page("pages/plan.py", title="Plan", icon=":material/table_chart:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]

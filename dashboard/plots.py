@@ -8,6 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.sweep import DENSE, MODEL
+
 BLUE, ORANGE, GREY, RED = "#4c78a8", "#f58518", "#9d9d9d", "#e45756"
 MARGIN = dict(l=50, r=20, t=60, b=40)
 
@@ -87,7 +89,8 @@ def layer_costs(table: pd.DataFrame) -> go.Figure:
 
 
 def frontier(history: pd.DataFrame, baseline: dict, x: str, current: int | None = None) -> go.Figure:
-    """Accuracy against ``x`` ("flops" or "latency_ms") of every evaluated configuration; the baseline and current marked.
+    """Accuracy against ``x`` ("flops" or "latency_ms") of every evaluated configuration; the baseline and current
+    marked, and the Pareto front of them all (with the baseline) drawn as a staircase.
 
     ``history`` has ``id, accuracy, flops, latency_ms, params, label``; each point's ``customdata`` is its ``id``,
     which the page reads back when a point is clicked.
@@ -102,10 +105,97 @@ def frontier(history: pd.DataFrame, baseline: dict, x: str, current: int | None 
         now = shown[shown["id"] == current]
         fig.add_scatter(x=now[x], y=now["accuracy"] * 100, mode="markers", name="current", hoverinfo="skip",
                         marker=dict(size=17, color="rgba(0,0,0,0)", line=dict(color=RED, width=3)))
+    tried = shown[[x, "accuracy"]]
     if baseline.get(x) is not None and baseline.get("accuracy") is not None:
         fig.add_scatter(x=[baseline[x]], y=[baseline["accuracy"] * 100], mode="markers", name="dense baseline",
                         marker=dict(size=13, color=ORANGE, symbol="star"), hovertemplate="dense baseline<extra></extra>")
-    fig.update_layout(title=f"Accuracy vs {label}: every configuration evaluated<br><sup>click a point to restore it</sup>",
+        tried = pd.concat([tried, pd.DataFrame({x: [baseline[x]], "accuracy": [baseline["accuracy"]]})], ignore_index=True)
+    front = tried.loc[pareto_front(tried[x], tried["accuracy"])].sort_values(x)
+    fig.add_scatter(x=front[x], y=front["accuracy"] * 100, mode="lines", name="Pareto front", hoverinfo="skip",
+                    line=dict(color=GREY, dash="dot", shape="hv"))
+    fig.update_layout(title=f"Accuracy vs {label} of every configuration evaluated<br>"
+                            "<sup>dotted: their Pareto front (dense model included); click a point to restore it</sup>",
                       xaxis_title=label, yaxis_title="top-1 accuracy on the evaluation subset (%)", height=380,
                       margin=MARGIN, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
+    """Index labels of the points no other point beats: none costs no more with a higher accuracy, or less with the same."""
+    order = sorted(cost.index, key=lambda i: (cost[i], -accuracy[i]))
+    front, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            front.append(i)
+            best = accuracy[i]
+    return front
+
+
+def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The swept points of a sensitivity table (:mod:`core.sweep.table`), with what the figures show.
+
+    Adds ``drop`` (top-1 accuracy drop against the dense model, percentage points), ``flops_kept`` and
+    ``params_kept`` (against the dense layer), ``row`` (the layer, with the method when a layer has several)
+    and ``step`` (1 = the lowest rank of the layer's grid, up to its full rank).
+    """
+    model = table[table["layer"] == MODEL].iloc[0]
+    dense = table[(table["method"] == DENSE) & (table["layer"] != MODEL)].set_index("layer")
+    out = table[table["method"] != DENSE].copy()
+    several = out.groupby("layer")["method"].transform("nunique") > 1
+    out["drop"] = 100 * (model["top1"] - out["top1"])
+    out["flops_kept"] = out["flops"] / out["layer"].map(dense["flops"])
+    out["params_kept"] = out["params"] / out["layer"].map(dense["params"])
+    out["row"] = out["layer"].where(~several, out["layer"] + " · " + out["method"])
+    out["step"] = out.groupby("row", sort=False).cumcount() + 1
+    return out.reset_index(drop=True)
+
+
+SWEEP_HOVER = ("%{customdata[0]} · %{customdata[1]} rank %{customdata[2]} (%{customdata[3]:.0%} of full rank)<br>"
+               "params %{customdata[4]:,} · FLOPs %{customdata[5]:.4s}<br>top-1 %{customdata[6]:.2%}")
+SWEEP_FIELDS = ["layer", "method", "rank", "fraction", "params", "flops", "top1"]
+
+
+def sensitivity_heatmap(table: pd.DataFrame) -> go.Figure:
+    """Accuracy drop (percentage points vs the dense model) of each layer (rows, forward order) at each rank of its
+    grid (columns, lowest rank to full rank; the cell text is the rank), only that layer changed.
+
+    ``table`` is a sweep table (:func:`core.sweep.sweep`); the hover shows method, rank, params and FLOPs.
+    """
+    pts = sweep_points(table)
+    rows, steps = list(dict.fromkeys(pts["row"])), sorted(pts["step"].unique())
+    z = pts.pivot(index="row", columns="step", values="drop").reindex(index=rows, columns=steps)
+    text = pts.pivot(index="row", columns="step", values="rank").reindex(index=rows, columns=steps).fillna("")
+    custom = np.stack([pts.pivot(index="row", columns="step", values=f).reindex(index=rows, columns=steps).to_numpy(object)
+                       for f in SWEEP_FIELDS], axis=-1)  # (rows, steps, fields)
+    typical = pts.groupby("step")["fraction"].median()
+    fig = go.Figure(go.Heatmap(
+        z=z.to_numpy(float), x=steps, y=rows, text=text.to_numpy(), texttemplate="%{text}", customdata=custom,
+        colorscale="RdBu_r", zmid=0, colorbar=dict(title="drop (pp)"), xgap=2, ygap=2,
+        hovertemplate=SWEEP_HOVER + "<br>accuracy drop %{z:.2f} pp<extra></extra>"))
+    fig.update_xaxes(title_text="rank, from 1 (left) to the layer's full rank (right); tick: median share of full rank",
+                     tickvals=steps, ticktext=[f"≈{100 * typical[s]:.0f} %" for s in steps])
+    fig.update_yaxes(autorange="reversed", title_text=None)
+    fig.update_layout(title="Accuracy drop when only this layer is compressed (percentage points vs the dense model; "
+                            "red = worse)<br><sup>cell text: the rank</sup>",
+                      height=max(300, 90 + 32 * len(rows)), margin=MARGIN)
+    return fig
+
+
+CURVE_Y = {"top1": "top-1 accuracy (%)", "loss": "loss (mean cross-entropy)"}
+CURVE_X = {"fraction": "rank kept, share of the full rank (%)", "flops_kept": "FLOPs kept, % of the dense layer"}
+
+
+def sensitivity_curves(table: pd.DataFrame, y: str = "top1", x: str = "fraction") -> go.Figure:
+    """One line per layer (and method): ``y`` ("top1" or "loss") of the model with only that layer compressed,
+    against ``x`` ("fraction" of full rank or "flops_kept" of the dense layer); the dense model dashed."""
+    pts = sweep_points(table)
+    scale = 100 if y == "top1" else 1
+    fig = go.Figure()
+    for row, group in pts.groupby("row", sort=False):
+        fig.add_scatter(x=100 * group[x], y=scale * group[y], mode="lines+markers", name=row,
+                        customdata=group[SWEEP_FIELDS].to_numpy(object), hovertemplate=SWEEP_HOVER + "<extra></extra>")
+    dense = table.loc[table["layer"] == MODEL, y].iloc[0]
+    fig.add_hline(y=scale * dense, line_dash="dash", line_color=GREY, annotation_text="dense model")
+    fig.update_layout(title=f"{CURVE_Y[y].split(' (')[0].capitalize()} with only one layer compressed, per layer",
+                      xaxis_title=CURVE_X[x], yaxis_title=CURVE_Y[y], height=420, margin=MARGIN)
     return fig

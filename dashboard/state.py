@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,10 +17,12 @@ import streamlit as st
 import torch
 from torch import nn
 
+from core.errors import RankscopeError
 from core.layer_eval import INTERACTIVE_SAMPLES, LayerEvaluator
 from core.models import create_model
 from core.profile.context import torch_threads
 from core.plan import LayerEntry, Plan
+from core.sweep import DEFAULT_FOLDER
 
 DEFAULTS = {
     "model": "fmnist-resnet",  # the model every page works on: registry name, or file:<path> of an upload
@@ -33,6 +36,10 @@ DEFAULTS = {
     "batch": 1,  # batch of latency and memory runs
     "threads": 1,
     "device": "cpu",
+    "sweep_layers": (),  # the Sensitivity page's sweep (see Grid): layers, () = every compressible layer
+    "sweep_methods": (),  # methods, () = each layer's default
+    "sweep_points": 6,  # ranks per layer and method
+    "sweep_folder": str(DEFAULT_FOLDER),  # the sweep cache, shared with `rankscope sweep` (relative to the server's folder)
 }
 
 
@@ -302,6 +309,63 @@ def layer_error(name: str, arch: str, data: str, samples: int, path: str, method
     model, _ = model_and_cfg(name, arch)
     built = replacement(name, arch, data, path, method, rank)
     return output_error(model.get_submodule(path), built, probe_inputs(name, arch, data, samples, path))
+
+
+# --- sensitivity sweeps (core.sweep), read from and written to the on-disk sweep cache ---------------
+@dataclass(frozen=True)
+class Grid:
+    """The sweep the Sensitivity page chose; the Plan page's allocators use the same one."""
+
+    layers: tuple[str, ...]  # () = every layer a data-free method applies to
+    methods: tuple[str, ...]  # () = each layer's default method
+    points: int  # ranks per layer and method
+
+    def describe(self) -> str:
+        layers = ", ".join(self.layers) if self.layers else "every compressible layer"
+        methods = ", ".join(self.methods) if self.methods else "its default method"
+        return f"{layers}; {methods}; {self.points} ranks each"
+
+
+def grid(c: Choice) -> Grid:
+    """The current :class:`Grid` from the session; layers and methods the chosen model lacks (another model's) are dropped."""
+    s, layers = st.session_state, compressible(*c.key)
+    s["sweep_layers"] = tuple(p for p in s["sweep_layers"] if p in set(layers["name"]))
+    s["sweep_methods"] = tuple(m for m in s["sweep_methods"] if any(m in ms for ms in layers["methods"]))
+    return Grid(s["sweep_layers"], s["sweep_methods"], int(s["sweep_points"]))
+
+
+def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
+    """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
+
+    ``latency`` times every point at the chosen batch and threads. Raises ``RankscopeError`` without evaluation
+    data, for a bad grid, and ``Cancelled`` when ``cancel()`` says so.
+    """
+    from core.sweep import SweepCache, data_key, sweep
+
+    dataset = data_name(c.model, c.arch, c.data)
+    if not dataset:
+        raise RankscopeError("a sweep measures accuracy: choose evaluation data on the Model page")
+    cache = SweepCache(data_key(dataset, c.samples, 0), Path(st.session_state["sweep_folder"]))
+    with torch_threads(c.threads):
+        return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
+                     methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch, cache=cache,
+                     progress=progress, cancel=cancel)
+
+
+def swept(c: Choice, g: Grid, latency: bool = False) -> pd.DataFrame | None:
+    """The sweep table of grid ``g`` when the sweep cache holds every row of it, else ``None`` (nothing is computed)."""
+    from core.profile import Cancelled
+
+    try:
+        return _cached_sweep(c, g, latency, st.session_state["sweep_folder"])
+    except Cancelled:
+        return None
+
+
+@st.cache_data(show_spinner="Reading the sweep cache…", max_entries=16)
+def _cached_sweep(c: Choice, g: Grid, latency: bool, folder: str) -> pd.DataFrame:
+    """A sweep asked to stop before its first row: the table when no row is missing, else ``Cancelled`` (not cached)."""
+    return run_sweep(c, g, latency=latency, cancel=lambda: True)
 
 
 # --- the plan being edited -------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Plan page: every compressible layer in one editable table, the totals against the baseline, and the
-accuracy/cost trade-off of every configuration evaluated in this session (click a point to restore it)."""
+"""Plan page: every compressible layer in one editable table (filled by hand, or by an allocator to a budget), the
+totals against the baseline, and the accuracy/cost trade-off of every configuration evaluated in this session with
+their Pareto front (click a point to restore it)."""
 import pandas as pd
 import streamlit as st
 
@@ -10,10 +11,16 @@ from core.layer_study import max_ranks, rank_at
 from core.plan import Plan, loads_plan
 from core.plan_cost import plan_cost
 from core.profile import Cancelled, example_input, measure_latency, measure_memory
+from core.sweep import ALLOCATORS, Problem, Target, allocate, layer_methods
+from core.sweep.allocate import NEEDS_TABLE
 from dashboard import plots, state
 from dashboard.format import human, percent, points, rank_text, share
 
 DENSE = "—"  # the method column's value for a layer left as it is
+KINDS = {"flops": "FLOPs", "params": "parameters", "latency": "latency"}  # what an allocator's budget limits
+ALLOCATOR_HELP = ("rankscope: least summed loss increase on the sensitivity sweep (a knapsack); greedy: AIMET's "
+                  "compression-ratio search on the sweep; uniform: one rank fraction for every layer; energy: one "
+                  "share of singular-value energy for every layer; vbmf: each layer's VBMF rank (ignores the budget)")
 c = state.choice()
 st.title("Plan")
 try:
@@ -110,11 +117,49 @@ left.selectbox("Method for every layer it applies to", methods, index=None, plac
                key="plan_method", on_change=_method_for_all)
 right.slider("Scale all ranks: % of each layer's full rank", 1, 100, format="%d %%", **state.keep("plan_scale", 50, then=_scale_all))
 
+# --- auto: an allocator (core.sweep) fills the plan to a budget ----------------------------------
+grid = state.grid(c)
+with st.expander("Auto: fill the plan to a budget with an allocator", icon=":material/auto_fix_high:"):
+    a1, a2, a3 = st.columns(3)
+    kind = a1.radio("Budget on", list(KINDS), format_func=KINDS.get, horizontal=True, **state.keep("auto_kind", "flops"))
+    budget = a2.slider("Keep at most, % of the dense model's", 5, 100, step=5, format="%d %%", **state.keep("auto_budget", 50))
+    allocator = a3.selectbox("Allocator", list(ALLOCATORS), help=ALLOCATOR_HELP, **state.keep("auto_allocator", "rankscope"))
+    swept_first = allocator in NEEDS_TABLE or kind == "latency"
+    st.caption(f"Layers and methods as chosen on the Sensitivity page: {grid.describe()}."
+               + (" This allocator needs the sensitivity sweep" + (" with every point timed" if kind == "latency" else "")
+                  + ": it runs now unless the sweep cache has it." if swept_first else ""))
+    fill = st.button("Fill the plan", type="primary", icon=":material/auto_fix_high:")
+    auto_note = st.empty()  # the allocator's summary, once the plan is known
+if fill:
+    st.session_state["job"] = "Filling the plan"
+    try:
+        table = None
+        if swept_first:
+            bar = st.progress(0.0, text="Sweeping… (any click cancels; finished rows stay in the sweep cache)")
+            table = state.run_sweep(c, grid, latency=kind == "latency",
+                                    progress=lambda done, total: bar.progress(done / total, text=f"sweep row {done} of {total}"))
+        layers = None if table is not None else layer_methods(model, list(grid.layers) or None, list(grid.methods) or None)
+        result = allocate(allocator, Problem(model, c.model, example_input(cfg, 1), Target(kind, budget / 100), table, layers))
+    except RankscopeError as err:
+        st.session_state.pop("job")
+        st.error(str(err))
+    else:
+        st.session_state.pop("job")
+        state.set_plan_entries({p: {"method": e.method, "rank": e.rank, "density": e.density} for p, e in result.plan.layers.items()})
+        st.session_state["auto"] = {"layers": dict(result.plan.layers), "summary": result.summary(), "met": result.met,
+                                    "label": f"{allocator}, {KINDS[kind]} ≤ {budget} %"}
+        st.rerun()
+
 # --- validate: every problem inline, the layers concerned stay dense until fixed -------------------
 plan, problems = state.current_plan(c)
 for problem in problems:
     st.error(f"{problem} — this layer stays dense until fixed")
 cost = plan_cost(model, plan, sites, base["params"], base["flops"])
+auto = st.session_state.get("auto")
+if auto is not None and auto["layers"] != plan.layers:
+    auto = None  # edited since: the allocator's summary no longer describes the plan
+if auto is not None:
+    (auto_note.success if auto["met"] else auto_note.warning)(f"{auto['label']}: {auto['summary']}")
 by_layer = cost.layers.set_index("name")
 
 version = st.session_state["plan_version"]
@@ -174,7 +219,8 @@ if entry is None and result is not None:
     entry = {"id": len(hist) + 1, "plan": plan.dumps(), "layers": len(plan.layers), "params": cost.params, "flops": cost.flops,
              "accuracy": result["accuracy"], "loss": result["loss"], "latency_ms": None, "peak_memory_mb": None,
              "full_accuracy": None}
-    entry["label"] = f"#{entry['id']}: {entry['layers']} layers, {human(cost.params)} params"
+    entry["label"] = f"#{entry['id']}: {entry['layers']} layers, {human(cost.params)} params" + (
+        f" ({auto['label']})" if auto is not None else "")
     hist.append(entry)
 
 st.subheader("Planned model against the baseline")

@@ -2,8 +2,9 @@
 
 Open the app, choose a layer, move its rank slider and watch FLOPs and accuracy change, put it into the
 plan, export the plan as YAML and check that the downloaded file loads and applies, and that the downloaded
-compressed model opens and computes what the applied plan computes. Every page is
-screenshotted into the test's folder and copied to /tmp/rankscope-shots/.
+compressed model opens and computes what the applied plan computes. Then run a small sensitivity sweep and
+let an allocator fill the plan from it. Every page is screenshotted into the test's folder and copied to
+/tmp/rankscope-shots/. The server runs in a fresh folder, so its sweep cache starts empty.
 """
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     """``streamlit run dashboard/app.py`` on a free localhost port; killed at the end."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    folder = tmp_path_factory.mktemp("server")  # the server's working folder: its sweep cache starts empty
+    (folder / ".streamlit").symlink_to(ROOT / ".streamlit")  # the repository's settings
+    log = folder / "streamlit.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", APP, "--server.address", "127.0.0.1", "--server.port", str(port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=folder, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -127,7 +130,8 @@ def _go(page, title: str) -> None:
     _idle(page)
 
 
-def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
+def _open(browser, server: str):
+    """A new session on the Model page, evaluating on ``SAMPLES`` images."""
     page = browser.new_page(viewport={"width": 1500, "height": 2600}, accept_downloads=True)
     page.set_default_timeout(120_000)
     page.goto(server)
@@ -137,6 +141,15 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
     samples.fill(str(SAMPLES))
     samples.press("Enter")
     _idle(page)
+    return page
+
+
+def _slider(page, label: str):
+    return page.get_by_role("slider", name=label)
+
+
+def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
+    page = _open(browser, server)
     assert _metric(page, "Parameters") == "77.75 k"
     _shot(page, tmp_path, "1-model")
 
@@ -189,3 +202,42 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(reopened(x), compressed(x))  # the downloaded model is the plan applied
+
+
+def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
+    page = _open(browser, server)
+    _go(page, "Sensitivity")
+    page.get_by_text("Not swept yet").wait_for()
+    layers = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Layers").locator("input")
+    for name in ("layer3.0.conv2", "fc"):  # two late layers: a small sweep
+        layers.fill(name)
+        page.keyboard.press("Enter")
+        _idle(page)
+    page.keyboard.press("Escape")  # close the options: while open, the rest of the page is hidden from get_by_role
+    _slider(page, "Ranks per layer").focus()
+    page.keyboard.press("Home")  # 2 ranks ...
+    page.keyboard.press("ArrowRight")  # ... 3
+    _idle(page)
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text("Accuracy drop when only this layer is compressed").wait_for()
+    _idle(page)
+    assert page.get_by_text("6 points, read from the sweep cache").count() == 1  # 2 layers x 3 ranks
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() == 1, "no heat-map drawn"
+    _shot(page, tmp_path, "5-sensitivity")
+
+    _go(page, "Plan")
+    flops = _metric(page, "FLOPs / image")
+    page.get_by_text("Auto: fill the plan to a budget with an allocator").click()
+    page.locator('[data-testid="stRadio"]').filter(has_text="Budget on").get_by_text("parameters", exact=True).click()
+    _idle(page)
+    _slider(page, "Keep at most").focus()
+    for _ in range(4):  # 50 % -> 70 % of the parameters: within reach of the two swept layers
+        page.keyboard.press("ArrowRight")
+    _idle(page)
+    page.get_by_role("button", name="Fill the plan").click()
+    assert _wait_change(page, "FLOPs / image", flops) != flops
+    page.get_by_text("rankscope, parameters ≤ 70 %: ").wait_for()
+    assert "meets the target 0.7" in page.get_by_text("rankscope, parameters ≤ 70 %: ").inner_text()
+    assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 2, "the trade-off chart lacks the new point"
+    _shot(page, tmp_path, "6-plan-auto")
+    page.close()

@@ -1,4 +1,4 @@
-"""The Plan page: the scale slider and table edits move the totals to what core computes; history and restore."""
+"""The Plan page: the scale slider, table edits and auto-fill move the plan and totals to what core computes; history and restore."""
 from __future__ import annotations
 
 import pytest
@@ -10,9 +10,10 @@ from core.models import create_model
 from core.plan import LayerEntry, Plan, apply_plan
 from core.plan_cost import layer_sites, plan_cost
 from core.profile import count_flops, count_params, evaluate, example_input
-from dashboard.format import human, percent
+from core.sweep import Problem, Target, allocate
+from dashboard.format import human, percent, rank_text
 
-from conftest import SAMPLES, metrics
+from conftest import SAMPLES, deltas, metrics
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,21 @@ def test_latency_and_memory_are_measured_on_request(page):
     shown = metrics(at)
     assert shown["Latency (median)"].endswith(" ms") and shown["Peak memory"].endswith(" MB")
     assert at.session_state["history"][-1]["latency_ms"] > 0
+
+
+def test_auto_fill_puts_core_allocation_into_the_plan(page, resnet):
+    at = page("pages/plan.py")
+    at.slider(key="_w_auto_budget").set_value(50)
+    at.selectbox(key="_w_auto_allocator").set_value("uniform").run()
+    [b for b in at.button if b.label == "Fill the plan"][0].click().run()
+    assert not at.exception, at.exception
+
+    model, cfg, _ = resnet
+    expected = allocate("uniform", Problem(model, "fmnist-resnet", example_input(cfg, 1), Target("flops", 0.5)))
+    shown = at.data_editor[0].value.set_index("layer")
+    planned = {p: (shown.loc[p, "method"], shown.loc[p, "rank"]) for p in shown.index if shown.loc[p, "method"] != "—"}
+    assert planned == {p: (e.method, rank_text(e.rank)) for p, e in expected.plan.layers.items()}
+    assert metrics(at)["FLOPs / image"] == human(expected.cost)
+    assert float(deltas(at)["FLOPs / image"].split(" %")[0]) <= 50
+    assert at.success[0].value.startswith("uniform, FLOPs ≤ 50 %: ") and "meets the target 0.5" in at.success[0].value
+    assert at.session_state["history"][-1]["label"].endswith("(uniform, FLOPs ≤ 50 %)")

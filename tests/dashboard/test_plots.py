@@ -28,9 +28,36 @@ def test_frontier_points_carry_their_configuration_ids():
                             "latency_ms": [None, 1.0, None], "label": ["a", "b", "c"]})
     fig = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "flops", current=2)
     assert list(fig.data[0].customdata) == [1, 2, 3]
-    assert [d.name for d in fig.data] == ["evaluated configurations", "current", "dense baseline"]
+    assert [d.name for d in fig.data] == ["evaluated configurations", "current", "dense baseline", "Pareto front"]
+    assert list(fig.data[3].x) == [1e6, 2e6, 3e6, 4e6]  # each point beats every cheaper one
     by_latency = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "latency_ms")
     assert list(by_latency.data[0].customdata) == [2]  # only measured configurations
+
+
+def test_pareto_front_keeps_the_points_nothing_beats():
+    cost = pd.Series([3.0, 1.0, 2.0, 2.0, 4.0], index=[10, 11, 12, 13, 14])
+    accuracy = pd.Series([0.9, 0.5, 0.5, 0.7, 0.8], index=cost.index)
+    assert plots.pareto_front(cost, accuracy) == [11, 13, 10]  # 12 ties 11's accuracy at more cost; 14 costs more, scores less
+
+
+def _sweep_table() -> pd.DataFrame:
+    """A sensitivity table of two layers, two ranks each (columns of ``core.sweep.table``)."""
+    rows = [("", "dense", "", 1.0, 100, 1000, 0.9, 0.30), ("a", "dense", "", 1.0, 40, 400, 0.9, 0.30),
+            ("b", "dense", "", 1.0, 60, 600, 0.9, 0.30), ("a", "svd", "1", 0.5, 10, 100, 0.6, 1.0),
+            ("a", "svd", "2", 1.0, 30, 300, 0.9, 0.30), ("b", "tucker2", "1x1", 0.25, 12, 120, 0.85, 0.5),
+            ("b", "tucker2", "4x4", 1.0, 70, 700, 0.92, 0.28)]
+    return pd.DataFrame(rows, columns=["layer", "method", "rank", "fraction", "params", "flops", "top1", "loss"])
+
+
+def test_sensitivity_heatmap_and_curves_show_the_table():
+    heat = plots.sensitivity_heatmap(_sweep_table()).data[0]
+    assert list(heat.y) == ["a", "b"] and list(heat.x) == [1, 2]
+    np.testing.assert_allclose(heat.z, [[30.0, 0.0], [5.0, -2.0]])  # percentage points below the dense model's 90 %
+    assert heat.text.tolist() == [["1", "2"], ["1x1", "4x4"]] and heat.zmid == 0
+    assert list(heat.customdata[1][0]) == ["b", "tucker2", "1x1", 0.25, 12, 120, 0.85]
+    curves = plots.sensitivity_curves(_sweep_table(), "loss", "flops_kept")
+    assert [c.name for c in curves.data] == ["a", "b"]
+    assert list(curves.data[1].x) == [20.0, 700 / 6] and list(curves.data[1].y) == [0.5, 0.28]
 
 
 def test_totals_and_layer_costs():

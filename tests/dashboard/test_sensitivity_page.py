@@ -1,0 +1,57 @@
+"""The Sensitivity page: a small sweep run from the page draws exactly core's sweep table, and a second visit reads it back."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+
+from core.data import eval_subset, load_dataset
+from core.models import create_model
+from core.sweep import DENSE, sweep
+
+from conftest import SAMPLES
+
+LAYERS = ("layer3.0.conv2", "fc")  # late layers: only the network after them runs per point
+POINTS = 3
+
+
+def _figures(at) -> list[dict]:
+    """The page's figures as Plotly JSON: the heat-map, then the curves."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """A figure's array as Plotly's JSON holds it: a list, or a typed array (``{"dtype", "bdata", "shape"}``)."""
+    if isinstance(value, dict):
+        shape = [int(n) for n in str(value.get("shape", -1)).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value, dtype=object)
+
+
+def test_a_small_sweep_is_drawn_as_core_computes_it(page, tmp_path):
+    settings = dict(sweep_layers=LAYERS, sweep_points=POINTS, sweep_folder=str(tmp_path))
+    at = page("pages/sensitivity.py", **settings)
+    assert at.info[0].value.startswith("Not swept yet")
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert not at.exception, at.exception
+
+    model, cfg = create_model("fmnist-resnet")
+    table = sweep(model, eval_subset(load_dataset("fashion-mnist", cfg), SAMPLES), layers=list(LAYERS), points=POINTS)
+    base = table.loc[table["layer"] == "", "top1"].iloc[0]
+    heatmap, curves = _figures(at)
+    heat = heatmap["data"][0]
+    z, text, custom = _array(heat["z"]), _array(heat["text"]), _array(heat["customdata"])
+    assert list(heat["y"]) == list(LAYERS)  # forward order
+    for row, layer in enumerate(LAYERS):
+        points = table[(table["layer"] == layer) & (table["method"] != DENSE)]
+        n = len(points)
+        assert list(text[row, :n]) == list(points["rank"])
+        np.testing.assert_allclose(z[row, :n].astype(float), 100 * (base - points["top1"].to_numpy()))
+        assert custom[row, :n, 4:6].tolist() == points[["params", "flops"]].to_numpy().tolist()
+    assert [c["name"] for c in curves["data"]] == list(LAYERS)
+    assert [b.proto.label for b in at.download_button] == ["Sweep table (CSV)"]
+
+    again = page("pages/sensitivity.py", **settings)  # a new session: read from the sweep cache, nothing to run
+    assert not again.info and [b for b in again.button if b.label == "Run sweep"][0].disabled
+    assert np.array_equal(_array(_figures(again)[0]["data"][0]["z"]), z, equal_nan=True)
