@@ -96,6 +96,20 @@ def test_imagefolder_resizes_to_the_model(tmp_path):
     assert grey.shape == (1, 28, 28)
 
 
+def test_imagefolder_splits_come_from_train_and_val_folders(tmp_path):
+    for split, shade in (("train", 0), ("val", 200)):
+        (tmp_path / split / "cat").mkdir(parents=True)
+        Image.fromarray(np.full((32, 32, 3), shade, dtype=np.uint8)).save(tmp_path / split / "cat" / "0.png")
+    train = load_dataset(f"imagefolder:{tmp_path}", RGB32, split="train")
+    test = load_dataset(f"imagefolder:{tmp_path}", RGB32)
+    assert train.classes == test.classes == ["cat"]
+    assert train[0][0].mean() < test[0][0].mean()  # each split read from its own folder
+    with pytest.raises(RankscopeError, match="no train/ folder"):
+        load_dataset(f"imagefolder:{tmp_path / 'val'}", RGB32, split="train")  # flat class folders: test data only
+    with pytest.raises(RankscopeError, match="split 'dev' must be"):
+        load_dataset("fashion-mnist", RGB32, split="dev")
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(RankscopeError, match="not a folder"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}", RGB32)

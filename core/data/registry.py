@@ -96,13 +96,32 @@ def _cifar(name: str, root: str | None, cfg: ModelCfg, split: str) -> Dataset:
     return TensorDataset(_normalise(images, cfg), labels)
 
 
-def _imagefolder(path: str, cfg: ModelCfg) -> Dataset:
+SPLIT_FOLDERS = {"train": ("train",), "test": ("val", "test")}  # ImageNet-style sub-folders of an imagefolder root
+
+
+def _split_folder(path: str, split: str) -> Path:
+    """The folder of ``split`` under an imagefolder root: ``train/`` or ``val/``/``test/`` when present.
+
+    A root without them is one set of class folders: it serves as test data only, so that training
+    (fine-tuning, allocation) never runs on the images accuracy is reported on.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise RankscopeError(f"imagefolder path {root} is not a folder (expected one sub-folder of images per class)")
+    for name in SPLIT_FOLDERS[split]:
+        if (root / name).is_dir():
+            return root / name
+    if split == "train":
+        raise RankscopeError(f"imagefolder {root} has no train/ folder: training data must be kept apart from the "
+                             "evaluation images (put them in train/ and val/)")
+    return root
+
+
+def _imagefolder(path: str, cfg: ModelCfg, split: str) -> Dataset:
     import timm.data
     import torchvision
 
-    folder = Path(path)
-    if not folder.is_dir():
-        raise RankscopeError(f"imagefolder path {folder} is not a folder (expected one sub-folder of images per class)")
+    folder = _split_folder(path, split)
     c, h, w = cfg.input_size
     # The model's own eval preprocessing (resize, centre crop, normalise), as timm builds it for its models.
     transform = timm.data.create_transform(input_size=(3, h, w), mean=(0.0,) * 3, std=(1.0,) * 3, crop_pct=0.875 if h > 64 else 1.0)
@@ -132,6 +151,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
     cfg : the model's metadata (input size, classes, normalisation).
     split : ``"test"`` or ``"train"``.
     """
+    if split not in SPLIT_FOLDERS:
+        raise RankscopeError(f"split {split!r} must be 'train' or 'test'")
     kind, _, arg = name.partition(":")
     if kind == "fashion-mnist":
         return _fashion_mnist(cfg, split)
@@ -140,7 +161,7 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
     if kind == "imagefolder":
         if not arg:
             raise RankscopeError("imagefolder needs a path: imagefolder:PATH")
-        return _imagefolder(arg, cfg)
+        return _imagefolder(arg, cfg, split)
     raise RankscopeError(f"unknown dataset {name!r}" + close_matches_hint(kind, list(DATASETS)) + f"; known: {', '.join(DATASETS)}")
 
 
