@@ -249,7 +249,8 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=300, help="fine-tune steps of the recovery (0: BatchNorm re-calibration only)")
     p.add_argument("--latency-batch", type=_positive("--latency-batch"), default=32, help="batch of the latency timings")
     p.add_argument("--repeats", type=_positive("--repeats"), default=30, help="interleaved timed calls per model")
-    p.add_argument("--threads", type=_threads, default=1, help="CPU threads (default 1)")
+    p.add_argument("--threads", type=_threads, default=None,
+                   help="CPU threads (default: torch's, all cores; 1 times latency as on a single phone core)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and test subsets and of the recovery")
     p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="sweep cache folder")
     p.add_argument("--verbose", action="store_true", help="print progress")
