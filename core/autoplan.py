@@ -13,7 +13,7 @@ from core.decompose.rank import dense_cost, energy_rank, ratio_rank, vbmf_rank
 from core.decompose.registry import get_method
 from core.layers import layer_inputs, weighted_layers
 from core.models.cfg import ModelCfg
-from core.plan import LayerEntry, Plan, weights_hash
+from core.plan import LayerEntry, Plan, plan_rank, weights_hash
 
 
 def make_plan(
@@ -67,5 +67,5 @@ def make_plan(
         if cost >= dense:
             plan.skipped[name] = f"{method} at rank {rank} would not reduce {kind} ({cost} >= {dense})"
             continue
-        plan.layers[name] = LayerEntry(method, list(rank) if isinstance(rank, tuple) else int(rank))
+        plan.layers[name] = LayerEntry(method, plan_rank(rank))
     return plan

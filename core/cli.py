@@ -88,13 +88,16 @@ def cmd_layers(args: argparse.Namespace) -> None:
         print(shown.to_string(index=False))
 
 
-def _compressed(args: argparse.Namespace):
-    """The model (with ``args.plan`` applied when given), its cfg, and the evaluation data name."""
+def _compressed(args: argparse.Namespace, loaded: tuple | None = None):
+    """The model (with ``args.plan`` applied when given), its cfg, and the evaluation data name.
+
+    ``loaded`` is ``_load(args)``'s result when the caller has it already (``apply_plan`` leaves it untouched).
+    """
     from core.data import calibration_batch
     from core.decompose.registry import get_method
     from core.plan import apply_plan, load_plan
 
-    model, cfg = _load(args)
+    model, cfg = loaded or _load(args)
     data_name = args.data or ("" if cfg.dataset == "imagenet" else cfg.dataset)
     if args.plan:
         plan = load_plan(args.plan)
@@ -188,7 +191,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
                             seed=args.seed)
     with torch_threads(args.threads):
         original, cfg = _load(args)
-        compressed, _, data_name = _compressed(args)
+        compressed, _, data_name = _compressed(args, (original, cfg))
         if not data_name:
             raise RankscopeError("fine-tuning needs labelled training data: give it with --data")
         train_data = load_dataset(data_name, cfg, split="train")

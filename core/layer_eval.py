@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.utils.data import DataLoader
 from torch.utils._pytree import tree_map
 
 from core.errors import RankscopeError
-from core.profile.accuracy import AccuracyResult, Cancelled
+from core.layers import set_module
+from core.profile.accuracy import AccuracyResult, Cancelled, Tally
 from core.profile.checks import check_batch, check_device
 
 INTERACTIVE_SAMPLES = 500  # default evaluation subset of the dashboard and `rankscope bench dashboard`
@@ -174,29 +174,6 @@ def _clone(v: Any) -> Any:
     return v.clone() if isinstance(v, torch.Tensor) else v
 
 
-@dataclass
-class _Tally:
-    """Running top-1 / top-5 / cross-entropy totals, scored as :func:`core.profile.evaluate` scores."""
-
-    seen: int = 0
-    top1: int = 0
-    top5: int = 0
-    loss: float = 0.0
-    has_top5: bool = False
-
-    def add(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        scores = scores.float()  # (B, num_classes)
-        self.has_top5 = scores.shape[1] > 5
-        hits = scores.topk(5 if self.has_top5 else 1, dim=1).indices == labels[:, None]  # (B, k)
-        self.top1 += int(hits[:, 0].sum())
-        self.top5 += int(hits.any(dim=1).sum())
-        self.loss += float(F.cross_entropy(scores, labels, reduction="sum"))
-        self.seen += len(labels)
-
-    def result(self) -> AccuracyResult:
-        return AccuracyResult(self.top1 / self.seen, self.top5 / self.seen if self.has_top5 else None, self.loss / self.seen, self.seen)
-
-
 class LayerEvaluator:
     """Accuracy and loss of ``model`` on ``dataset`` with chosen layers replaced, re-running only what changes.
 
@@ -287,7 +264,7 @@ class LayerEvaluator:
     def _run(self, forward: Callable[[int], torch.Tensor], progress: Progress | None,
              cancel: Callable[[], bool] | None) -> AccuracyResult:
         """Score ``forward(i)``, the outputs for batch ``i``, over every batch."""
-        tally = _Tally()
+        tally = Tally()
         for i, (_, labels) in enumerate(self.batches):
             if cancel is not None and cancel():
                 raise Cancelled(f"evaluation cancelled after {tally.seen} of {self.samples} samples")
@@ -308,11 +285,11 @@ class LayerEvaluator:
         try:
             for path, module in replacements.items():
                 originals[path] = work.get_submodule(path)
-                _set_submodule(work, path, module)
+                set_module(work, path, module)
             return self._run(self._forward(work), progress, cancel)
         finally:
             for path, module in originals.items():
-                _set_submodule(work, path, module)
+                set_module(work, path, module)
 
     def _run_cut(self, cut: Cut, replacements: Mapping[str, nn.Module], progress: Progress | None,
                  cancel: Callable[[], bool] | None) -> AccuracyResult:
@@ -375,11 +352,6 @@ class LayerEvaluator:
                 cut.frontier, cut.nbytes = None, 0
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def swapped_copy(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.Module:
     """A deep copy of ``model`` with each ``replacements[path]`` in place of its module (the model is left as is).
 
@@ -389,5 +361,5 @@ def swapped_copy(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.
     memo = {id(model.get_submodule(path)): module for path, module in replacements.items()}
     new = copy.deepcopy(model, memo)
     for path, module in replacements.items():
-        _set_submodule(new, path, module)
+        set_module(new, path, module)
     return new.eval()

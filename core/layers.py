@@ -8,6 +8,15 @@ from torch import nn
 from core.models.cfg import ModelCfg
 
 
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` in place of ``model``'s submodule at ``path`` (a ``named_modules`` name, not empty).
+
+    ``nn.Module.set_submodule`` does this from torch 2.6 on; the project still admits torch 2.3.
+    """
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
 def describe_layers(model: nn.Module, cfg: ModelCfg) -> pd.DataFrame:
     """One row per weighted leaf module: ``name, type, weight_shape, params, flops, flops_share, methods, skipped``.
 

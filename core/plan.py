@@ -31,7 +31,7 @@ from torch import nn
 
 from core.errors import RankscopeError
 from core.io import atomic_write_text
-from core.layers import layer_inputs
+from core.layers import layer_inputs, set_module
 
 SCHEMA_VERSION = 1
 TOP_KEYS = {"schema", "model", "weights_hash", "layers", "skipped"}
@@ -45,6 +45,11 @@ class PlanError(RankscopeError):
         self.problems = problems
         shown = "; ".join(problems[:8]) + (f"; … {len(problems) - 8} more" if len(problems) > 8 else "")
         super().__init__(f"{source}: {len(problems)} problem{'s' * (len(problems) > 1)}: {shown}")
+
+
+def plan_rank(rank: int | tuple[int, ...]) -> int | list[int]:
+    """A rank as a :class:`LayerEntry` stores it: an int, or a list for multi-mode ranks (a method's tuple)."""
+    return list(rank) if isinstance(rank, tuple) else int(rank)
 
 
 @dataclass
@@ -280,8 +285,7 @@ def apply_plan(
             built = get_method(entry.method).build(modules[path], entry.rank, calibration=inputs.get(path), **entry.options)
         except (TypeError, RankscopeError) as err:
             raise PlanError([f"{path}: {entry.method}: {err}"]) from None
-        parent, _, child = path.rpartition(".")
-        setattr(new.get_submodule(parent) if parent else new, child, built)
+        set_module(new, path, built)
         rank = entry.rank if not isinstance(entry.rank, list) else "x".join(map(str, entry.rank))
         report.applied[path] = f"{entry.method} rank {rank}"
     return new.eval(), report

@@ -21,7 +21,7 @@ from core.errors import RankscopeError
 from core.layer_eval import INTERACTIVE_SAMPLES, LayerEvaluator
 from core.models import create_model
 from core.profile.context import torch_threads
-from core.plan import LayerEntry, Plan
+from core.plan import LayerEntry, Plan, plan_rank
 from core.sweep import DEFAULT_FOLDER
 
 DEFAULTS = {
@@ -388,7 +388,7 @@ def plan_entries(c: Choice) -> dict[str, dict]:
             method = default_method(module)
             if method is not None:
                 rank = rank_at(get_method(method), module, 0.5)
-                entries[path] = {"method": method, "rank": list(rank) if isinstance(rank, tuple) else rank, "density": None}
+                entries[path] = {"method": method, "rank": plan_rank(rank), "density": None}
         s["plan_entries"], s["plan_for"], s["history"] = entries, c.key, []
         s["plan_version"] = s.get("plan_version", 0) + 1
     return s["plan_entries"]

@@ -58,7 +58,7 @@ def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int =
     from core.decompose import CACHE, applicable_methods, get_method
     from core.layer_study import rank_at
     from core.models import create_model
-    from core.plan import LayerEntry, Plan, apply_plan
+    from core.plan import LayerEntry, Plan, apply_plan, plan_rank
     from core.profile import evaluate
     from core.profile.context import torch_threads
 
@@ -84,7 +84,7 @@ def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int =
             def scratch(rank, cold: bool) -> None:
                 if cold:
                     CACHE.clear()
-                value = list(rank) if isinstance(rank, tuple) else rank
+                value = plan_rank(rank)
                 new, _ = apply_plan(model, Plan(name, {path: LayerEntry(method_name, value)}))
                 evaluate(new, dataset)
 

@@ -38,6 +38,30 @@ class AccuracyResult:
     samples: int
 
 
+@dataclass
+class Tally:
+    """Running top-1 / top-5 / cross-entropy totals over batches of scores; :meth:`result` gives the means."""
+
+    seen: int = 0
+    top1: int = 0
+    top5: int = 0
+    loss: float = 0.0
+    has_top5: bool = False
+
+    def add(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one batch: ``scores`` (B, num_classes), ``labels`` (B,) class indices."""
+        scores = scores.float()  # (B, num_classes)
+        self.has_top5 = scores.shape[1] > 5
+        hits = scores.topk(5 if self.has_top5 else 1, dim=1).indices == labels[:, None]  # (B, k)
+        self.top1 += int(hits[:, 0].sum())
+        self.top5 += int(hits.any(dim=1).sum())
+        self.loss += float(F.cross_entropy(scores, labels, reduction="sum"))
+        self.seen += len(labels)
+
+    def result(self) -> AccuracyResult:
+        return AccuracyResult(self.top1 / self.seen, self.top5 / self.seen if self.has_top5 else None, self.loss / self.seen, self.seen)
+
+
 def evaluate(
     model: nn.Module,
     dataset: Any,
@@ -74,20 +98,10 @@ def evaluate(
     total = len(dataset)
     if total == 0:
         raise RankscopeError("the evaluation dataset is empty")
-    seen = correct1 = correct5 = 0
-    loss_sum = 0.0
-    top5: bool | None = None
+    tally = Tally()
     with prepared(model, dev), torch.inference_mode():
         for images, labels in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
             if cancel is not None and cancel():
-                raise Cancelled(f"evaluation cancelled after {seen} of {total} samples")
-            labels = torch.as_tensor(labels, device=dev).long()
-            outputs = model(images.to(dev)).float()  # (B, num_classes)
-            top5 = outputs.shape[1] > 5
-            ranked = outputs.topk(5 if top5 else 1, dim=1).indices  # (B, k)
-            hits = ranked == labels[:, None]
-            correct1 += int(hits[:, 0].sum())
-            correct5 += int(hits.any(dim=1).sum())
-            loss_sum += float(F.cross_entropy(outputs, labels, reduction="sum"))
-            seen += len(labels)
-    return AccuracyResult(correct1 / seen, correct5 / seen if top5 else None, loss_sum / seen, seen)
+                raise Cancelled(f"evaluation cancelled after {tally.seen} of {total} samples")
+            tally.add(model(images.to(dev)), torch.as_tensor(labels, device=dev).long())
+    return tally.result()

@@ -24,11 +24,11 @@ from torch import nn
 
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
-from core.plan import LayerEntry, Plan, validate_plan, weights_hash
+from core.plan import LayerEntry, Plan, plan_rank, validate_plan, weights_hash
 from core.plan_cost import entry_cost, layer_sites, plan_cost
 from core.profile import count_flops, count_params
 from core.sweep.engine import layer_methods
-from core.sweep.table import DENSE, MODEL, Rank, parse_rank, plan_rank, rank_text
+from core.sweep.table import DENSE, MODEL, Rank, parse_rank, rank_text
 
 KINDS = ("params", "flops", "latency")
 Choice = dict[str, tuple[str, Rank] | None]

@@ -27,12 +27,12 @@ from core.decompose.registry import get_method
 from core.errors import RankscopeError, close_matches_hint
 from core.layer_eval import LayerEvaluator, Progress
 from core.layer_study import default_method, max_ranks, rank_grid
-from core.plan import LayerEntry, weights_hash
+from core.plan import LayerEntry, plan_rank, weights_hash
 from core.plan_cost import entry_cost, layer_sites
-from core.profile import AccuracyResult, Cancelled, count_flops, count_params
+from core.profile import Cancelled, count_flops, count_params
 from core.profile.latency import capture_inputs, time_calls
 from core.sweep.cache import SweepCache
-from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, empty_table, key_of, parse_rank, plan_rank
+from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, empty_table, key_of, parse_rank, score_columns
 
 Row = dict[str, Any]
 SWEEP_SAMPLES = 1000  # default evaluation subset of `rankscope sweep` and `rankscope allocate`
@@ -149,7 +149,7 @@ class _Measurer:
         if key.layer == MODEL:
             result = self.evaluator.evaluate(cancel=cancel)
             row |= {"params": count_params(module), "flops": int(count_flops(module, self.example(1)).per_sample)}
-            return row | _scores(result)
+            return row | score_columns(result)
         if key.method == DENSE:
             cost = entry_cost(module, None, self.sites[key.layer])
             return row | {"params": cost.params, "flops": cost.flops} | {k: base[k] for k in ("top1", "top5", "loss", "samples")}
@@ -159,12 +159,7 @@ class _Measurer:
         values = (rank,) if method.rank_arity == 1 else rank
         row["fraction"] = max(v / t for v, t in zip(values, max_ranks(method, module)))
         result = self.evaluator.evaluate({key.layer: built}, cancel=cancel)
-        return row | {"params": cost.params, "flops": cost.flops} | _scores(result)
-
-
-def _scores(result: AccuracyResult) -> Row:
-    return {"top1": result.top1, "top5": float("nan") if result.top5 is None else result.top5,
-            "loss": result.loss, "samples": result.samples}
+        return row | {"params": cost.params, "flops": cost.flops} | score_columns(result)
 
 
 def _needs_work(row: Row | None, latency: bool, batch: int) -> bool:

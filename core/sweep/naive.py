@@ -20,9 +20,9 @@ import pandas as pd
 from torch import nn
 
 from core.decompose import CACHE
-from core.plan import LayerEntry, Plan, apply_plan
+from core.plan import LayerEntry, Plan, apply_plan, plan_rank
 from core.profile import evaluate
-from core.sweep.table import Point, plan_rank, rank_text
+from core.sweep.table import Point, rank_text, score_columns
 
 COLUMNS = ["layer", "method", "rank", "top1", "top5", "loss", "samples"]
 
@@ -39,7 +39,5 @@ def naive_sweep(model: nn.Module, dataset: Any, points: Sequence[Point], *, batc
         plan = Plan("naive-sweep", {point.layer: LayerEntry(point.method, plan_rank(point.rank))})
         compressed, _ = apply_plan(model, plan)
         result = evaluate(compressed, dataset, batch_size=batch_size)
-        rows.append({"layer": point.layer, "method": point.method, "rank": rank_text(point.rank), "top1": result.top1,
-                     "top5": float("nan") if result.top5 is None else result.top5, "loss": result.loss,
-                     "samples": result.samples})
+        rows.append({"layer": point.layer, "method": point.method, "rank": rank_text(point.rank)} | score_columns(result))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from core.io import atomic_write_text
+from core.profile.accuracy import AccuracyResult
 
 MODEL = ""  # ``layer`` of the whole-model row
 DENSE = "dense"  # ``method`` of the unmodified layer or model
@@ -62,15 +63,16 @@ def rank_text(rank: Rank | list[int] | None) -> str:
     return "x".join(str(int(r)) for r in rank) if isinstance(rank, (tuple, list)) else str(int(rank))
 
 
+def score_columns(result: AccuracyResult) -> dict[str, float | int]:
+    """The table's ``top1, top5, loss, samples`` of an evaluation (``top5`` NaN where there is none)."""
+    return {"top1": result.top1, "top5": float("nan") if result.top5 is None else result.top5,
+            "loss": result.loss, "samples": result.samples}
+
+
 def parse_rank(text: str, arity: int) -> Rank:
     """The inverse of :func:`rank_text` for a method of ``arity`` rank entries."""
     values = tuple(int(v) for v in text.split("x"))
     return values[0] if arity == 1 else values
-
-
-def plan_rank(rank: Rank) -> int | list[int]:
-    """A rank as a :class:`core.plan.LayerEntry` stores it (a list for multi-mode ranks)."""
-    return list(rank) if isinstance(rank, tuple) else int(rank)
 
 
 def key_of(row: dict | pd.Series) -> PointKey:

@@ -4,7 +4,7 @@ import streamlit as st
 from core.decompose import get_method
 from core.errors import RankscopeError
 from core.layer_study import as_rank, default_method, max_ranks, mode_names
-from core.plan import LayerEntry, Plan
+from core.plan import LayerEntry, Plan, plan_rank
 from core.plan_cost import entry_cost
 from dashboard import plots, state
 from dashboard.format import human, percent, points, rank_text, share
@@ -80,7 +80,7 @@ cols[2].metric("Layer latency (measured)", f"{new_ms:.3f} ms", share(new_ms, den
 
 model_params = base["params"] - dense.params + new.params
 model_flops = base["flops"] - dense.flops + new.flops
-plan_text = Plan(c.model, {path: LayerEntry(method_name, list(rank) if isinstance(rank, tuple) else rank)}).dumps()
+plan_text = Plan(c.model, {path: LayerEntry(method_name, plan_rank(rank))}).dumps()
 try:
     baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
     changed = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan_text)
@@ -100,7 +100,7 @@ cols[2].metric("Model parameters", human(model_params), share(model_params, base
 cols[3].metric("Model FLOPs / image", human(model_flops), share(model_flops, base["flops"]), delta_color="off", delta_arrow="off")
 if st.button("Put this layer's choice into the plan", help="the Plan page edits every layer together"):
     entries = dict(state.plan_entries(c))
-    entries[path] = {"method": method_name, "rank": list(rank) if isinstance(rank, tuple) else rank, "density": None}
+    entries[path] = {"method": method_name, "rank": plan_rank(rank), "density": None}
     state.set_plan_entries(entries)
     st.toast(f"{path}: {method_name} rank {rank_text(rank)} is in the plan")
 

@@ -8,7 +8,7 @@ from core.decompose import applicable_methods, get_method
 from core.errors import RankscopeError
 from core.layer_eval import swapped_copy
 from core.layer_study import max_ranks, rank_at
-from core.plan import Plan, loads_plan
+from core.plan import Plan, loads_plan, plan_rank
 from core.plan_cost import plan_cost
 from core.profile import Cancelled, example_input, measure_latency, measure_memory
 from core.sweep import ALLOCATORS, Problem, Target, allocate, layer_methods
@@ -45,8 +45,7 @@ def _rank_for(path: str, method: str, fraction: float) -> int | list[int] | None
     module = model.get_submodule(path)
     if get_method(method).check(module) is not None:
         return None
-    rank = rank_at(get_method(method), module, fraction)
-    return list(rank) if isinstance(rank, tuple) else rank
+    return plan_rank(rank_at(get_method(method), module, fraction))
 
 
 def _scale_all() -> None:
