@@ -93,20 +93,24 @@ def _compressed(args: argparse.Namespace, loaded: tuple | None = None):
 
     ``loaded`` is ``_load(args)``'s result when the caller has it already (``apply_plan`` leaves it untouched).
     """
-    from core.data import calibration_batch
-    from core.decompose.registry import get_method
+    from core.data import labelled_batch
     from core.plan import apply_plan, load_plan
+    from core.plan_kinds import data_needs
+    from core.profile import example_input
 
     model, cfg = loaded or _load(args)
     data_name = args.data or ("" if cfg.dataset == "imagenet" else cfg.dataset)
     if args.plan:
         plan = load_plan(args.plan)
-        calibration = None
-        if any(get_method(e.method).needs_calibration for e in plan.layers.values() if e.method):
+        calibration = labels = None
+        need_inputs, need_labels = data_needs(plan)
+        if need_inputs:
             if not data_name:
-                raise RankscopeError("the plan has data-aware layers: give calibration data with --data")
-            calibration = calibration_batch(data_name, cfg)
-        model, report = apply_plan(model, plan, force=args.force, calibration=calibration)
+                what = "labelled data (gradient-based pruning scores)" if need_labels else "calibration data (data-aware layers)"
+                raise RankscopeError(f"the plan needs {what}: give it with --data")
+            calibration, labels = labelled_batch(data_name, cfg)
+        model, report = apply_plan(model, plan, force=args.force, calibration=calibration, labels=labels,
+                                   example=example_input(cfg, 1))
         print(report.summary(), file=sys.stderr)
     return model, cfg, data_name
 

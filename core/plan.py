@@ -5,13 +5,18 @@ A plan is YAML or JSON with the same content::
     schema: 1
     model: fmnist-resnet
     weights_hash: 3f2a...            # sha256 prefix of the weights it was made for
-    layers:
+    layers:                          # module paths
       layer1.0.conv1: {method: tucker2, ranks: [8, 8]}
       fc:             {method: svd, rank: 4}
+      blocks.0.attn:  {method: attention, variant: nmf, rank: 16, options: {steps: 6}}
+    groups:                          # channel groups by name (`rankscope groups MODEL` lists them)
+      layer2.0.conv1: {method: resample, density: 0.5}
+      layer3.0.conv1: {method: prune, density: 0.5, options: {score: taylor}}
     skipped:                         # informational: layers a generated plan left alone, and why
       layer1.0.bn1: "not decomposable: ..."
 
-``load_plan`` checks the document's shape; ``validate_plan`` checks it against a model and reports
+The three kinds of entry (decomposition, attention variant, channel-group density) are described in
+:mod:`core.plan_kinds`. ``load_plan`` checks the document's shape; ``validate_plan`` checks it against a model and reports
 every problem at once with the module path; ``apply_plan`` returns a new model and a report, never
 touching the original.
 """
@@ -32,10 +37,13 @@ from torch import nn
 from core.errors import RankscopeError
 from core.io import atomic_write_text
 from core.layers import layer_inputs, set_module
+from core.plan_kinds import (
+    ATTENTION, apply_groups, attention_problem, build_attention, group_problems, group_structure, is_group_method,
+)
 
 SCHEMA_VERSION = 1
-TOP_KEYS = {"schema", "model", "weights_hash", "layers", "skipped"}
-ENTRY_KEYS = {"method", "rank", "ranks", "density", "options"}
+TOP_KEYS = {"schema", "model", "weights_hash", "layers", "groups", "skipped"}
+ENTRY_KEYS = {"method", "variant", "rank", "ranks", "density", "options"}
 
 
 class PlanError(RankscopeError):
@@ -54,15 +62,19 @@ def plan_rank(rank: int | tuple[int, ...]) -> int | list[int]:
 
 @dataclass
 class LayerEntry:
-    """What to do to one module: a method and its rank (int), ranks (list) or density, plus method options."""
+    """What to do to one module or channel group: a method (and attention variant), its rank (int), ranks
+    (list) or density, plus method options."""
 
     method: str
     rank: int | list[int] | None = None
     density: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method}
+        if self.variant is not None:
+            out["variant"] = self.variant
         if isinstance(self.rank, list):
             out["ranks"] = list(self.rank)
         elif self.rank is not None:
@@ -83,12 +95,15 @@ class Plan:
     weights_hash: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    groups: dict[str, LayerEntry] = field(default_factory=dict)  # resample / prune entries by channel-group name
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": self.schema, "model": self.model}
         if self.weights_hash:
             out["weights_hash"] = self.weights_hash
         out["layers"] = {name: entry.to_dict() for name, entry in self.layers.items()}
+        if self.groups:
+            out["groups"] = {name: entry.to_dict() for name, entry in self.groups.items()}
         if self.skipped:
             out["skipped"] = dict(self.skipped)
         return out
@@ -135,7 +150,11 @@ def _parse_entry(path: str, raw: Any, problems: list[str]) -> LayerEntry | None:
     if not isinstance(options, dict):
         problems.append(f"{path}: 'options' must be a mapping, got {type(options).__name__}")
         options = {}
-    return LayerEntry(method, rank, None if density is None else float(density), dict(options))
+    variant = raw.get("variant")
+    if (variant is None) != (method != ATTENTION):
+        problems.append(f"{path}: 'variant' (e.g. nmf) goes with method: attention, and only with it")
+    return LayerEntry(method, rank, None if density is None else float(density), dict(options),
+                      None if variant is None else str(variant))
 
 
 def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
@@ -150,16 +169,23 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         problems.append(f"schema {doc.get('schema')!r} is not supported (this rankscope reads schema {SCHEMA_VERSION})")
     if not isinstance(doc.get("model"), str):
         problems.append("'model' is required: the registry name the plan was made for")
-    layers = doc.get("layers") or {}
-    if not isinstance(layers, dict):
-        problems.append("'layers' must map module paths to entries")
-        layers = {}
-    entries = {str(path): _parse_entry(str(path), raw, problems) for path, raw in layers.items()}
+    sections = {}
+    for key, what in (("layers", "module paths"), ("groups", "channel-group names")):
+        raw_entries = doc.get(key) or {}
+        if not isinstance(raw_entries, dict):
+            problems.append(f"'{key}' must map {what} to entries")
+            raw_entries = {}
+        sections[key] = {str(name): _parse_entry(str(name), raw, problems) for name, raw in raw_entries.items()}
+        for name, entry in sections[key].items():
+            if entry is not None and (key == "groups") != is_group_method(entry.method):
+                problems.append(f"{name}: {entry.method} entries belong under "
+                                f"'{'groups' if is_group_method(entry.method) else 'layers'}'")
     skipped = doc.get("skipped") or {}
     if problems:
         raise PlanError(problems, source)
-    return Plan(doc["model"], {k: v for k, v in entries.items() if v is not None}, doc.get("weights_hash"),
-                {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {})
+    layers, groups = ({k: v for k, v in sections[key].items() if v is not None} for key in ("layers", "groups"))
+    return Plan(doc["model"], layers, doc.get("weights_hash"),
+                {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}, groups=groups)
 
 
 def loads_plan(text: str, source: str = "plan") -> Plan:
@@ -204,19 +230,30 @@ def _rank_problem(method, module: nn.Module, rank: Any) -> str | None:
     return f"rank out of range ({', '.join(bad)})" if bad else None
 
 
-def validate_plan(plan: Plan, model: nn.Module) -> list[str]:
-    """Every problem of ``plan`` against ``model``, each prefixed with its module path ([] when valid)."""
+def _module_problems(entries: dict[str, LayerEntry], model: nn.Module) -> list[str]:
+    """Every problem of the decomposition and attention entries against ``model``."""
     from core.decompose.registry import get_method, list_methods
 
     modules = dict(model.named_modules())
+    swapped = [p for p, e in entries.items() if e.method == ATTENTION]
     problems = []
-    for path, entry in plan.layers.items():
+    for path, entry in entries.items():
         module = modules.get(path)
         if module is None or path == "":
             problems.append(f"{path}: no such module in the model")
             continue
+        inside = next((p for p in swapped if path.startswith(p + ".")), None)
+        if inside:
+            problems.append(f"{path}: inside {inside}, which the plan replaces by an attention variant")
+            continue
+        if entry.method == ATTENTION:
+            reason = attention_problem(model, path, entry)
+            if reason:
+                problems.append(f"{path}: {reason}")
+            continue
         if entry.method not in list_methods():
-            problems.append(f"{path}: unknown method {entry.method!r} (known: {', '.join(list_methods())})")
+            known = ", ".join([*list_methods(), ATTENTION, "resample", "prune"])
+            problems.append(f"{path}: unknown method {entry.method!r} (known: {known})")
             continue
         method = get_method(entry.method)
         reason = method.check(module)
@@ -227,6 +264,19 @@ def validate_plan(plan: Plan, model: nn.Module) -> list[str]:
         if bad_rank:
             problems.append(f"{path}: {bad_rank}")
     return problems
+
+
+def validate_plan(plan: Plan, model: nn.Module, example: torch.Tensor | None = None) -> list[str]:
+    """Every problem of ``plan`` against ``model``, each prefixed with its module path or group name ([] when valid).
+
+    ``example`` (a batch of model inputs) is needed only by channel-group entries (``plan.groups``): the
+    groups are found by tracing. When the plan has group entries, its module entries are checked against
+    the narrowed model, the one they will be applied to.
+    """
+    problems = group_problems(model, plan.groups, example)
+    if plan.groups and plan.layers and not problems:
+        model, _ = apply_groups(model, group_structure(plan.groups), example)
+    return problems + _module_problems(plan.layers, model)
 
 
 @dataclass
@@ -251,6 +301,8 @@ def apply_plan(
     *,
     force: bool = False,
     calibration: torch.Tensor | None = None,
+    example: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[nn.Module, ApplyReport]:
     """Return a compressed copy of ``model`` and a report; ``model`` itself is left untouched.
 
@@ -260,10 +312,16 @@ def apply_plan(
     plan : the plan (validated here against ``model``; all problems raise one :class:`PlanError`).
     force : apply even if ``plan.weights_hash`` differs from the model's weights (a warning is reported).
     calibration : a batch of *model* inputs for data-aware methods; each layer's inputs are captured from it.
+    example : a batch of model inputs for tracing: channel groups, attention sequence lengths (defaults
+        to the first calibration input).
+    labels : the labels of ``calibration``, for the gradient-based pruning scores (taylor, hessian).
     """
     from core.decompose.registry import get_method
 
-    problems = validate_plan(plan, model)
+    if example is None and calibration is not None:
+        example = calibration[:1]
+    groups, modules = plan.groups, plan.layers
+    problems = group_problems(model, groups, example)
     if problems:
         raise PlanError(problems)
     report = ApplyReport(skipped=dict(plan.skipped))
@@ -274,18 +332,39 @@ def apply_plan(
             if not force:
                 raise RankscopeError(message + "; pass --force (force=True) to apply it anyway")
             report.warnings.append(message)
-    needs_data = [p for p, e in plan.layers.items() if get_method(e.method).needs_calibration]
+    base = model
+    if groups:
+        data = None if calibration is None or labels is None else (calibration, labels)
+        base, report.applied = apply_groups(model, groups, example, data)
+    problems = _module_problems(modules, base)
+    if problems:
+        raise PlanError(problems)
+    needs_data = [p for p, e in modules.items() if e.method != ATTENTION and get_method(e.method).needs_calibration]
     if needs_data and calibration is None:
         raise RankscopeError(f"{', '.join(needs_data[:3])}: data-aware methods need calibration data (--data)")
-    inputs = layer_inputs(model, needs_data, calibration) if needs_data else {}
-    new = copy.deepcopy(model)
-    modules = dict(model.named_modules())
-    for path, entry in plan.layers.items():
+    attention = [p for p, e in modules.items() if e.method == ATTENTION]
+    if attention and example is None:
+        raise RankscopeError(f"{', '.join(attention[:3])}: attention entries need an example input (their sequence length)")
+    inputs = layer_inputs(base, needs_data, calibration) if needs_data else {}
+    inputs |= layer_inputs(base, attention, example if calibration is None else calibration) if attention else {}
+    new = copy.deepcopy(base) if base is model else base  # a narrowed model is already a new one
+    originals = dict(base.named_modules())  # replacing a module in ``new`` leaves these references intact
+    for path, entry in modules.items():
         try:
-            built = get_method(entry.method).build(modules[path], entry.rank, calibration=inputs.get(path), **entry.options)
+            if entry.method == ATTENTION:
+                built = build_attention(originals[path], entry, inputs[path])
+            else:
+                built = get_method(entry.method).build(originals[path], entry.rank, calibration=inputs.get(path), **entry.options)
         except (TypeError, RankscopeError) as err:
             raise PlanError([f"{path}: {entry.method}: {err}"]) from None
         set_module(new, path, built)
-        rank = entry.rank if not isinstance(entry.rank, list) else "x".join(map(str, entry.rank))
-        report.applied[path] = f"{entry.method} rank {rank}"
+        report.applied[path] = _describe(entry)
     return new.eval(), report
+
+
+def _describe(entry: LayerEntry) -> str:
+    """What a module entry did, for the report: ``tucker2 rank 16x12``, ``attention nmf rank 16``."""
+    what = entry.method if entry.variant is None else f"{entry.method} {entry.variant}"
+    if entry.rank is None:
+        return what
+    return f"{what} rank {entry.rank if not isinstance(entry.rank, list) else 'x'.join(map(str, entry.rank))}"

@@ -143,13 +143,20 @@ def evaluator(name: str, arch: str, data: str, samples: int, device: str) -> Lay
 
 
 @st.cache_resource(show_spinner="Loading calibration images…", max_entries=4)
-def calibration_images(name: str, arch: str, data: str) -> torch.Tensor | None:
-    """Model inputs for data-aware methods (training split where available), ``None`` without data."""
-    from core.data import calibration_batch
+def calibration_data(name: str, arch: str, data: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Model inputs and their labels for data-aware methods and gradient-based pruning scores (training split
+    where available), ``None`` without data."""
+    from core.data import labelled_batch
 
     _, cfg = model_and_cfg(name, arch)
     dataset = data_name(name, arch, data)
-    return calibration_batch(dataset, cfg) if dataset else None
+    return labelled_batch(dataset, cfg) if dataset else None
+
+
+def calibration_images(name: str, arch: str, data: str) -> torch.Tensor | None:
+    """The inputs of :func:`calibration_data`."""
+    found = calibration_data(name, arch, data)
+    return None if found is None else found[0]
 
 
 @st.cache_resource(show_spinner="Building the layer…", max_entries=256)
@@ -235,20 +242,70 @@ def weights_digest(name: str, arch: str) -> str:
 
 @st.cache_data(show_spinner="Scoring the model…", max_entries=64)
 def accuracy(name: str, arch: str, data: str, samples: int, device: str, threads: int, plan_text: str) -> dict | None:
-    """Top-1, top-5 and loss on the evaluation subset with the plan's layers swapped in (``None`` without data).
+    """Top-1, top-5 and loss on the evaluation subset with the plan applied (``None`` without data).
 
-    Only the network after the first changed layer runs, on cached activations.
+    A plan of decompositions only swaps its layers in and runs only the network after the first changed
+    layer, on cached activations; a plan with attention or channel-group entries is built whole.
     """
     from core.plan import loads_plan
+    from core.profile.accuracy import evaluate
 
     ev = evaluator(name, arch, data, samples, device)
     if ev is None:
         return None
     plan = loads_plan(plan_text)
-    swapped = {p: replacement(name, arch, data, p, e.method, rank_key(e.rank)) for p, e in plan.layers.items()}
     with torch_threads(threads):
-        result = ev.evaluate(swapped)
+        if not plan.groups and all(is_decomposition(e.method) for e in plan.layers.values()):
+            swapped = {p: replacement(name, arch, data, p, e.method, rank_key(e.rank)) for p, e in plan.layers.items()}
+            result = ev.evaluate(swapped)
+        else:
+            result = evaluate(planned_model(name, arch, data, plan_text), eval_data(name, arch, samples, data), device=device)
     return {"accuracy": result.top1, "top5": result.top5, "loss": result.loss, "samples": result.samples}
+
+
+def is_decomposition(method: str) -> bool:
+    """Whether a plan entry's method is a layer decomposition (not an attention variant or a channel-group density)."""
+    from core.plan_kinds import ATTENTION, GROUP_METHODS
+
+    return method not in (ATTENTION, *GROUP_METHODS)
+
+
+@st.cache_resource(show_spinner="Building the planned model…", max_entries=16)
+def planned_model(name: str, arch: str, data: str, plan_text: str) -> nn.Module:
+    """The model with the whole plan applied by ``core.plan.apply_plan`` (raises ``RankscopeError``)."""
+    from core.plan import apply_plan, loads_plan
+    from core.plan_kinds import data_needs
+    from core.profile import example_input
+
+    model, cfg = model_and_cfg(name, arch)
+    plan = loads_plan(plan_text)
+    calibration = labels = None
+    if data_needs(plan)[0]:
+        found = calibration_data(name, arch, data)
+        if found is None:
+            raise RankscopeError("this plan needs calibration data: choose evaluation data on the Model page")
+        calibration, labels = found
+    return apply_plan(model, plan, calibration=calibration, labels=labels, example=example_input(cfg, 1))[0]
+
+
+@st.cache_data(show_spinner="Counting…", max_entries=64)
+def planned_counts(name: str, arch: str, data: str, plan_text: str) -> dict:
+    """Parameters and FLOPs per sample of :func:`planned_model`, counted on the built model."""
+    from core.profile import count_flops, count_params, example_input
+
+    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
+    return {"params": count_params(model), "flops": int(count_flops(model, example_input(cfg, 1)).per_sample)}
+
+
+@st.cache_data(show_spinner="Measuring latency and peak memory…", max_entries=64)
+def planned_costs(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> dict:
+    """Median latency (ms) and peak memory (MB) of :func:`planned_model` at ``batch`` (the dense model for an empty plan)."""
+    from core.profile import example_input, measure_latency, measure_memory
+
+    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
+    x = example_input(cfg, batch)
+    return {"latency_ms": measure_latency(model, x, threads=threads, device=device).median_ms,
+            "peak_memory_mb": measure_memory(model, x, threads=threads, device=device).peak_mb}
 
 
 @st.cache_data(show_spinner="Timing the layer…", max_entries=64)
@@ -375,7 +432,8 @@ def rank_key(rank):
 
 
 def plan_entries(c: Choice) -> dict[str, dict]:
-    """The plan under edit for the chosen model: ``{path: {"method", "rank", "density"}}``; started on first use."""
+    """The plan under edit for the chosen model: ``{path or group: {"method", "rank", "density", "options", "variant"}}``;
+    started on first use with every compressible layer at half rank."""
     from core.decompose import get_method
     from core.layer_study import default_method, rank_at
 
@@ -388,16 +446,43 @@ def plan_entries(c: Choice) -> dict[str, dict]:
             method = default_method(module)
             if method is not None:
                 rank = rank_at(get_method(method), module, 0.5)
-                entries[path] = {"method": method, "rank": plan_rank(rank), "density": None}
-        s["plan_entries"], s["plan_for"], s["history"] = entries, c.key, []
+                entries[path] = session_entry(LayerEntry(method, plan_rank(rank)))
+        s["plan_entries"], s["plan_groups"], s["plan_for"], s["history"] = entries, {}, c.key, []
         s["plan_version"] = s.get("plan_version", 0) + 1
     return s["plan_entries"]
+
+
+def plan_groups(c: Choice) -> dict[str, dict]:
+    """The channel-group entries of the plan under edit (``{group: session entry}``), empty at first."""
+    plan_entries(c)
+    return st.session_state["plan_groups"]
+
+
+def set_plan_groups(entries: dict[str, dict]) -> None:
+    """Replace the channel-group entries of the plan under edit."""
+    st.session_state["plan_groups"] = entries
 
 
 def set_plan_entries(entries: dict[str, dict]) -> None:
     """Replace the plan under edit; widgets showing the old one are re-seeded (new keys)."""
     st.session_state["plan_entries"] = entries
     st.session_state["plan_version"] = st.session_state.get("plan_version", 0) + 1
+
+
+def session_entry(entry: LayerEntry) -> dict:
+    """A plan entry as the session keeps it (see :func:`plan_entries`)."""
+    return {"method": entry.method, "rank": entry.rank, "density": entry.density, "options": dict(entry.options),
+            "variant": entry.variant}
+
+
+def set_plan(plan: Plan) -> None:
+    """Make ``plan``'s entries (layers and channel groups) the plan under edit."""
+    set_plan_groups({g: session_entry(e) for g, e in plan.groups.items()})
+    set_plan_entries({p: session_entry(e) for p, e in plan.layers.items()})
+
+
+def _entry(e: dict) -> LayerEntry:
+    return LayerEntry(e["method"], e["rank"], e.get("density"), e.get("options") or {}, e.get("variant"))
 
 
 def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]]:
@@ -407,15 +492,18 @@ def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]
     a layer stays dense until its entry is fixed.
     """
     from core.plan import PlanError, plan_from_dict, validate_plan
+    from core.profile import example_input
 
-    wanted = Plan(c.model, {p: LayerEntry(e["method"], e["rank"], e.get("density"))
-                            for p, e in plan_entries(c).items() if e.get("method")})
+    model, cfg = model_and_cfg(*c.key)
+    wanted = Plan(c.model, {p: _entry(e) for p, e in plan_entries(c).items() if e.get("method")},
+                  groups={g: _entry(e) for g, e in plan_groups(c).items()})
     try:
-        problems = validate_plan(plan_from_dict(wanted.to_dict()), model_and_cfg(*c.key)[0])
+        problems = validate_plan(plan_from_dict(wanted.to_dict()), model, example_input(cfg, 1))
     except PlanError as err:
         problems = err.problems
     bad = {p.split(":")[0] for p in problems}
-    plan = Plan(c.model, {p: e for p, e in wanted.layers.items() if p not in bad})
+    plan = Plan(c.model, {p: e for p, e in wanted.layers.items() if p not in bad},
+                groups={g: e for g, e in wanted.groups.items() if g not in bad})
     if with_hash:
         plan.weights_hash = weights_digest(*c.key)
     return plan, problems

@@ -184,9 +184,15 @@ def calibration_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 
 
     Calibrating on training images keeps the test images unseen by the compression.
     """
+    return labelled_batch(name, cfg, samples, seed)[0]
+
+
+def labelled_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels of :func:`calibration_batch` (gradient-based pruning scores need the labels)."""
     try:
         dataset = load_dataset(name, cfg, split="train")
     except RankscopeError:
         dataset = load_dataset(name, cfg, split="test")
     subset = eval_subset(dataset, samples, seed)
-    return torch.stack([subset[i][0] for i in range(len(subset))])  # type: ignore[arg-type]
+    items = [subset[i] for i in range(len(subset))]
+    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])  # type: ignore[arg-type]

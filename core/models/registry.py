@@ -134,10 +134,11 @@ def _from_saved_dir(folder: Path, meta: dict) -> tuple[nn.Module, ModelCfg]:
     if plan_file:
         from core.plan import apply_plan, load_plan  # noqa: PLC0415 - plans import models, not the reverse at import time
 
-        # Only the architecture matters here (the saved weights replace every factor), so data-aware
-        # methods are built from a seeded random batch rather than real calibration data.
+        # Only the architecture matters here (the saved weights replace every factor and every kept
+        # channel), so data-aware methods and pruning scores get a seeded random batch, not real data.
         example = torch.randn(8, *cfg.input_size, generator=torch.Generator().manual_seed(0))
-        model, _ = apply_plan(model, load_plan(folder / plan_file), force=True, calibration=example)
+        labels = torch.arange(8) % cfg.num_classes
+        model, _ = apply_plan(model, load_plan(folder / plan_file), force=True, calibration=example, labels=labels)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
     model.eval()
     return model, ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})

@@ -2,7 +2,8 @@
 import streamlit as st
 
 from core.errors import RankscopeError
-from core.plan import PlanError, apply_plan, loads_plan, validate_plan
+from core.plan import PlanError, loads_plan, validate_plan
+from core.profile import example_input
 from core.transfer import compressed_zip
 from dashboard import state
 
@@ -17,7 +18,7 @@ except RankscopeError as err:
 stem = cfg.name.replace(":", "-").replace("/", "-")
 
 st.subheader("Download the plan")
-st.caption(f"{len(plan.layers)} layer(s) of {cfg.name}, made for weights {plan.weights_hash}. "
+st.caption(f"{len(plan.layers)} layer(s) and {len(plan.groups)} channel group(s) of {cfg.name}, made for weights {plan.weights_hash}. "
            "Apply it with `rankscope apply` or `core.plan.apply_plan`.")
 for problem in problems:
     st.warning(f"left out of the export (fix it on the Plan page): {problem}")
@@ -39,7 +40,7 @@ def _imported() -> None:
     try:
         text = file.getvalue().decode("utf-8")
         imported = loads_plan(text, source=file.name)
-        found = validate_plan(imported, model)
+        found = validate_plan(imported, model, example_input(cfg, 1))
         if found:
             raise PlanError(found, file.name)
     except UnicodeDecodeError:
@@ -53,8 +54,8 @@ def _imported() -> None:
         notes.append(f"it was made for {imported.model}, not {c.model}")
     if imported.weights_hash and imported.weights_hash != state.weights_digest(*c.key):
         notes.append(f"it was made for weights {imported.weights_hash}, these are {state.weights_digest(*c.key)}")
-    state.set_plan_entries({p: {"method": e.method, "rank": e.rank, "density": e.density} for p, e in imported.layers.items()})
-    st.session_state["import_note"] = f"Loaded {len(imported.layers)} layer(s) from {file.name}" + (
+    state.set_plan(imported)
+    st.session_state["import_note"] = f"Loaded {len(imported.layers)} layer(s) and {len(imported.groups)} channel group(s) from {file.name}" + (
         f" (note: {'; '.join(notes)})" if notes else "") + "; see the Plan page."
 
 
@@ -66,16 +67,13 @@ elif st.session_state.get("import_note"):
     st.success(st.session_state["import_note"])
 
 st.subheader("Download the compressed model")
-if not plan.layers:
+if not plan.layers and not plan.groups:
     st.info("The plan changes no layer: plan at least one on the Plan page to export a compressed model.")
     st.stop()
 
 
 def _zip() -> bytes:
-    calibration = state.calibration_images(c.model, c.arch, c.data) if any(
-        state.needs_data(e.method) for e in plan.layers.values()) else None
-    compressed, _ = apply_plan(model, plan, calibration=calibration)
-    return compressed_zip(compressed, plan, c.arch or c.model)
+    return compressed_zip(state.planned_model(c.model, c.arch, c.data, plan.dumps()), plan, c.arch or c.model)
 
 
 st.caption("A zip of the folder `rankscope apply` writes (weights, plan, metadata); open it with "

@@ -100,7 +100,7 @@ cols[2].metric("Model parameters", human(model_params), share(model_params, base
 cols[3].metric("Model FLOPs / image", human(model_flops), share(model_flops, base["flops"]), delta_color="off", delta_arrow="off")
 if st.button("Put this layer's choice into the plan", help="the Plan page edits every layer together"):
     entries = dict(state.plan_entries(c))
-    entries[path] = {"method": method_name, "rank": plan_rank(rank), "density": None}
+    entries[path] = state.session_entry(LayerEntry(method_name, plan_rank(rank)))
     state.set_plan_entries(entries)
     st.toast(f"{path}: {method_name} rank {rank_text(rank)} is in the plan")
 

@@ -11,6 +11,7 @@ from core.layer_study import max_ranks, rank_at
 from core.plan import Plan, loads_plan, plan_rank
 from core.plan_cost import plan_cost
 from core.profile import Cancelled, example_input, measure_latency, measure_memory
+from core.profile.accuracy import evaluate
 from core.sweep import ALLOCATORS, Problem, Target, allocate, layer_methods
 from core.sweep.allocate import NEEDS_TABLE
 from dashboard import plots, state
@@ -50,7 +51,8 @@ def _rank_for(path: str, method: str, fraction: float) -> int | list[int] | None
 
 def _scale_all() -> None:
     fraction = st.session_state["plan_scale"] / 100
-    state.set_plan_entries({p: {**e, "rank": _rank_for(p, e["method"], fraction)} if e.get("method") else e
+    state.set_plan_entries({p: {**e, "rank": _rank_for(p, e["method"], fraction)}
+                            if e.get("method") and state.is_decomposition(e["method"]) else e
                             for p, e in state.plan_entries(c).items()})
 
 
@@ -101,7 +103,7 @@ def _slid(path: str, key: str, modes: int) -> None:
 
 def _restore(entry_id: int) -> None:
     plan = loads_plan(next(h for h in state.history() if h["id"] == entry_id)["plan"])
-    state.set_plan_entries({p: {"method": e.method, "rank": e.rank, "density": e.density} for p, e in plan.layers.items()})
+    state.set_plan(plan)
 
 
 def _clicked(key: str) -> None:
@@ -144,7 +146,7 @@ if fill:
         st.error(str(err))
     else:
         st.session_state.pop("job")
-        state.set_plan_entries({p: {"method": e.method, "rank": e.rank, "density": e.density} for p, e in result.plan.layers.items()})
+        state.set_plan(result.plan)
         st.session_state["auto"] = {"layers": dict(result.plan.layers), "summary": result.summary(), "met": result.met,
                                     "label": f"{allocator}, {KINDS[kind]} ≤ {budget} %"}
         st.rerun()
@@ -153,7 +155,18 @@ if fill:
 plan, problems = state.current_plan(c)
 for problem in problems:
     st.error(f"{problem} — this layer stays dense until fixed")
-cost = plan_cost(model, plan, sites, base["params"], base["flops"])
+decompositions = Plan(c.model, {p: e for p, e in plan.layers.items() if state.is_decomposition(e.method)})
+cost = plan_cost(model, decompositions, sites, base["params"], base["flops"])
+built_whole = bool(plan.groups) or len(decompositions.layers) < len(plan.layers)  # attention variants or channel groups
+if built_whole:  # their cost is counted on the built model, not priced from cost()
+    try:
+        counted = state.planned_counts(c.model, c.arch, c.data, plan.dumps())
+    except RankscopeError as err:
+        st.error(str(err))
+        st.stop()
+    params, flops = counted["params"], counted["flops"]
+else:
+    params, flops = cost.params, cost.flops
 auto = st.session_state.get("auto")
 if auto is not None and auto["layers"] != plan.layers:
     auto = None  # edited since: the allocator's summary no longer describes the plan
@@ -192,7 +205,7 @@ if st.session_state[editor_key]["edited_rows"]:  # applied here, not in a callba
     _edited(st.session_state[editor_key]["edited_rows"])
     st.rerun()
 with st.expander("Rank sliders, one per planned layer"):
-    for path, entry in plan.layers.items():
+    for path, entry in decompositions.layers.items():
         method = get_method(entry.method)
         tops = max_ranks(method, model.get_submodule(path))
         values = [entry.rank] if method.rank_arity == 1 else list(entry.rank)
@@ -205,6 +218,19 @@ with st.expander("Rank sliders, one per planned layer"):
             cols[i].slider(f"{path} ({entry.method})" + (f" mode {i + 1}" if len(tops) > 1 else ""), 1, top, int(value),
                            key=f"{key}_{i}", on_change=_slid, args=(path, key, len(tops)))
 
+others = {**{p: e for p, e in plan.layers.items() if not state.is_decomposition(e.method)}, **plan.groups}
+if others:
+    st.caption("Attention variants (Attention page) and channel-group densities (Sampling density page) in the plan; "
+               "with them, the totals below are counted on the built model.")
+    st.dataframe(pd.DataFrame([{"layer or group": k, "method": e.method + (f" {e.variant}" if e.variant else ""),
+                                "rank": rank_text(e.rank) if e.rank is not None else "", "density": e.density,
+                                "options": ", ".join(f"{o}={v}" for o, v in e.options.items())} for k, e in others.items()]),
+                 hide_index=True, width="stretch")
+    if st.button("Remove them from the plan"):
+        state.set_plan_groups({})
+        state.set_plan_entries({p: e for p, e in entries.items() if not e.get("method") or state.is_decomposition(e["method"])})
+        st.rerun()
+
 # --- totals ---------------------------------------------------------------------------------
 try:
     baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
@@ -215,18 +241,19 @@ except RankscopeError as err:
 hist = state.history()
 entry = next((h for h in hist if h["plan"] == plan.dumps()), None)
 if entry is None and result is not None:
-    entry = {"id": len(hist) + 1, "plan": plan.dumps(), "layers": len(plan.layers), "params": cost.params, "flops": cost.flops,
+    entry = {"id": len(hist) + 1, "plan": plan.dumps(), "layers": len(plan.layers) + len(plan.groups), "params": params, "flops": flops,
              "accuracy": result["accuracy"], "loss": result["loss"], "latency_ms": None, "peak_memory_mb": None,
              "full_accuracy": None}
-    entry["label"] = f"#{entry['id']}: {entry['layers']} layers, {human(cost.params)} params" + (
+    entry["label"] = f"#{entry['id']}: {entry['layers']} entries, {human(params)} params" + (
         f" ({auto['label']})" if auto is not None else "")
     hist.append(entry)
 
 st.subheader("Planned model against the baseline")
 cols = st.columns(6)
-cols[0].metric("Parameters", human(cost.params), share(cost.params, base["params"]), delta_color="off", delta_arrow="off",
-               help=f"baseline {human(base['params'])}; from each method's cost(), nothing rebuilt")
-cols[1].metric("FLOPs / image", human(cost.flops), share(cost.flops, base["flops"]), delta_color="off", delta_arrow="off",
+how = "counted on the built model" if built_whole else "from each method's cost(), nothing rebuilt"
+cols[0].metric("Parameters", human(params), share(params, base["params"]), delta_color="off", delta_arrow="off",
+               help=f"baseline {human(base['params'])}; {how}")
+cols[1].metric("FLOPs / image", human(flops), share(flops, base["flops"]), delta_color="off", delta_arrow="off",
                help=f"baseline {human(base['flops'])}; 1 MAC = 2 FLOPs")
 if result is not None:
     cols[2].metric("Accuracy", percent(result["accuracy"]), points(result["accuracy"] - baseline["accuracy"]),
@@ -263,7 +290,7 @@ def _replacements() -> dict:
 if measure:
     st.session_state["job"] = "Measuring latency and peak memory"
     bar = st.progress(0.0, text="Building the planned model…")
-    planned = swapped_copy(model, _replacements())
+    planned = state.planned_model(c.model, c.arch, c.data, plan.dumps()) if built_whole else swapped_copy(model, _replacements())
     x = example_input(cfg, c.batch)
     key = (c.key, c.batch, c.threads, c.device)
     if key not in st.session_state.setdefault("dense_costs", {}):
@@ -285,7 +312,11 @@ if full:
     ev = state.evaluator(c.model, c.arch, c.data, len(full_set), c.device)
     bar = st.progress(0.0, text=f"Scoring {len(full_set)} images…")
     try:
-        scored = ev.evaluate(_replacements(), progress=lambda done, total: bar.progress(done / total, text=f"batch {done} of {total}"))
+        tick = lambda done, total: bar.progress(done / total, text=f"batch {done} of {total}")  # noqa: E731
+        if built_whole:
+            scored = evaluate(state.planned_model(c.model, c.arch, c.data, plan.dumps()), full_set, device=c.device)
+        else:
+            scored = ev.evaluate(_replacements(), progress=tick)
     except Cancelled as err:
         st.warning(str(err))
     else:
@@ -294,7 +325,7 @@ if full:
         st.rerun()
 
 # --- charts ---------------------------------------------------------------------------------
-totals = [("parameters", cost.params_ratio), ("FLOPs", cost.flops_ratio)]
+totals = [("parameters", params / base["params"]), ("FLOPs", flops / base["flops"])]
 if measured:
     totals += [("latency", entry["latency_ms"] / dense_costs["latency_ms"]),
                ("peak memory", entry["peak_memory_mb"] / dense_costs["peak_memory_mb"])]

@@ -23,7 +23,7 @@ def test_import_replaces_the_plan_or_lists_its_problems(page):
     at.file_uploader[0].upload("mine.yaml", good.dumps("yaml").encode())
     at.run()
     assert not at.exception
-    assert at.success[0].value.startswith("Loaded 2 layer(s) from mine.yaml")
+    assert at.success[0].value.startswith("Loaded 2 layer(s) and 0 channel group(s) from mine.yaml")
     assert loads_plan(at.code[0].value).layers == good.layers
 
     bad = "schema: 1\nmodel: fmnist-resnet\nlayers:\n  fc: {method: svd, rank: 99}\n  nope: {method: tucker2, ranks: [2, 2]}\n  stem.1: {method: svd, rank: 2}\n"

@@ -58,7 +58,7 @@ def test_rank_slider_drives_costs_and_accuracy(page, resnet):
     assert "Spectrum" in charts[0].proto.spec and "Reconstruction error" in charts[1].proto.spec
 
     at.button[0].click().run()  # "Put this layer's choice into the plan"
-    assert at.session_state["plan_entries"][PATH] == {"method": "svd", "rank": 10, "density": None}
+    assert at.session_state["plan_entries"][PATH] == {"method": "svd", "rank": 10, "density": None, "options": {}, "variant": None}
 
 
 def test_other_layers_and_methods(page):
