@@ -88,6 +88,19 @@ def cmd_layers(args: argparse.Namespace) -> None:
         print(shown.to_string(index=False))
 
 
+def cmd_groups(args: argparse.Namespace) -> None:
+    from core.profile import example_input
+    from core.resample import capacity
+
+    model, cfg = _load(args)
+    table = capacity(model, example_input(cfg, 1), args.energy)
+    if args.json:
+        print(table.to_json(orient="records"))
+        return
+    print(table.assign(recommended_density=table["recommended_density"].round(3)).to_string(index=False))
+    print(f"capacity estimate: twice the DCT frequencies holding {args.energy:.0%} of each group's energy, over its channels")
+
+
 def _compressed(args: argparse.Namespace, loaded: tuple | None = None):
     """The model (with ``args.plan`` applied when given), its cfg, and the evaluation data name.
 
@@ -297,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print the table as JSON records")
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("groups", help="channel groups (for resample / prune plan entries) with their capacity estimate")
+    _add_model_args(p)
+    p.add_argument("--energy", type=_fraction("--energy"), default=0.95,
+                   help="share of spectral energy the capacity estimate keeps (default 0.95)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON records")
+    p.set_defaults(func=cmd_groups)
 
     p = sub.add_parser("profile", help="parameters, FLOPs, latency, peak memory and accuracy of a model")
     _add_model_args(p)

@@ -175,8 +175,9 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         if not isinstance(raw_entries, dict):
             problems.append(f"'{key}' must map {what} to entries")
             raw_entries = {}
-        sections[key] = {str(name): _parse_entry(str(name), raw, problems) for name, raw in raw_entries.items()}
-        for name, entry in sections[key].items():
+        sections[key] = {}
+        for name, raw in raw_entries.items():
+            entry = sections[key][str(name)] = _parse_entry(str(name), raw, problems)
             if entry is not None and (key == "groups") != is_group_method(entry.method):
                 problems.append(f"{name}: {entry.method} entries belong under "
                                 f"'{'groups' if is_group_method(entry.method) else 'layers'}'")

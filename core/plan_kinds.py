@@ -34,8 +34,13 @@ def is_group_method(method: str) -> bool:
     return method in GROUP_METHODS
 
 
-def group_names(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """The channel groups a ``resample`` or ``prune`` entry can name, in model order."""
+def group_names(model: nn.Module, example: torch.Tensor, method: str) -> list[str]:
+    """The channel groups a ``resample`` or a ``prune`` entry can name, in model order (pruning has no
+    capsule-type groups: Torch-Pruning does not know capsule routing)."""
+    if method == "prune":
+        from core.prune import prunable_groups
+
+        return list(prunable_groups(model, example))
     from core.resample import channel_groups
 
     return list(channel_groups(model, example))
@@ -47,11 +52,12 @@ def group_problems(model: nn.Module, entries: dict[str, Any], example: torch.Ten
         return []
     if example is None:
         return [f"{', '.join(list(entries)[:3])}: resample and prune entries need an example input to find the channel groups"]
-    names = group_names(model, example)
+    names = {m: group_names(model, example, m) for m in {e.method for e in entries.values()}}
     problems = []
     for name, entry in entries.items():
-        if name not in names:
-            problems.append(f"{name}: no channel group of that name{close_matches_hint(name, names)} (see `rankscope groups`)")
+        if name not in names[entry.method]:
+            problems.append(f"{name}: no channel group {entry.method} can take by that name"
+                            f"{close_matches_hint(name, names[entry.method])} (see `rankscope groups`)")
         if entry.density is None:
             problems.append(f"{name}: {entry.method} needs density: the fraction of the group's channels to keep, in (0, 1]")
         if entry.rank is not None:
@@ -109,17 +115,19 @@ def apply_groups(
 
     applied: dict[str, str] = {}
     resample = {n: e for n, e in entries.items() if e.method == "resample"}
-    if resample:
+    if resample:  # one channel order for all resampled groups: ordering is off only when every entry turns it off
         orders = {bool(e.options.get("order", True)) for e in resample.values()}
         model, report = resample_model(model, example, {n: e.density for n, e in resample.items()}, order=orders != {False})
-        applied.update({n: f"resample density {e.density:g} ({report.describe(n)})" for n, e in resample.items()})
+        applied |= {g.name: f"resample density {g.density:g} ({g.channels} → {g.new_channels} {g.kind} channels)"
+                    for g in report.groups}
     by_score: dict[str, dict[str, float]] = {}
     for name, entry in entries.items():
         if entry.method == "prune":
             by_score.setdefault(entry.options.get("score", "l1"), {})[name] = entry.density
     for score, densities in by_score.items():
-        model, report = prune_model(model, example, densities, score=score, data=data)
-        applied.update({n: f"prune {score} density {d:g} ({report.describe(n)})" for n, d in densities.items()})
+        model, pruned = prune_model(model, example, densities, score=score, data=None if data is None else [data])
+        applied |= {n: f"prune {score} density {d:g} ({pruned.groups[n].before} → {pruned.groups[n].after} "
+                       f"{pruned.groups[n].kind} units)" for n, d in densities.items()}
     return model, applied
 
 

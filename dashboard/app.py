@@ -6,6 +6,8 @@ pages = [
     st.Page("pages/model.py", title="Model", icon=":material/deployed_code:", default=True),
     st.Page("pages/layer_explorer.py", title="Layer explorer", icon=":material/biotech:"),
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/grid_on:"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/hub:"),
+    st.Page("pages/density.py", title="Sampling density", icon=":material/density_medium:"),
     st.Page("pages/plan.py", title="Plan", icon=":material/table_chart:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]

@@ -199,3 +199,60 @@ def sensitivity_curves(table: pd.DataFrame, y: str = "top1", x: str = "fraction"
     fig.update_layout(title=f"{CURVE_Y[y].split(' (')[0].capitalize()} with only one layer compressed, per layer",
                       xaxis_title=CURVE_X[x], yaxis_title=CURVE_Y[y], height=420, margin=MARGIN)
     return fig
+
+
+def length_curves(table: pd.DataFrame) -> go.Figure:
+    """Latency and peak memory of one attention layer against sequence length, one line per variant (log-log);
+    ``table`` is :func:`core.bench.attention.length_sweep`'s."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Latency (median, ms)", "Peak memory (MB)"))
+    for i, (variant, rows) in enumerate(table.groupby("variant", sort=False)):
+        colour = [BLUE, ORANGE, RED, GREY, "#54a24b", "#b279a2", "#72b7b2", "#eeca3b"][i % 8]
+        for col, what in enumerate(("latency_ms", "memory_mb"), start=1):
+            fig.add_scatter(x=rows["seq_len"], y=rows[what], mode="lines+markers", name=variant, line_color=colour,
+                            legendgroup=variant, showlegend=col == 1, row=1, col=col,
+                            hovertemplate=f"{variant}<br>N = %{{x}}<br>%{{y:.3g}}<extra></extra>")
+    fig.update_xaxes(type="log", title_text="sequence length N")
+    fig.update_yaxes(type="log")
+    method = table["memory_method"].iloc[0] if "memory_method" in table and len(table) else ""
+    fig.update_layout(title=f"One attention layer against sequence length (measured; memory by {method})",
+                      height=380, margin=MARGIN, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def group_densities(table: pd.DataFrame) -> go.Figure:
+    """Chosen density of every channel group (bars) with its capacity estimate (diamonds); ``table`` has ``group``,
+    ``density``, ``recommended_density``."""
+    fig = go.Figure()
+    fig.add_bar(x=table["group"], y=table["density"], name="chosen density", marker_color=BLUE,
+                hovertemplate="%{x}: density %{y:.2f}<extra></extra>")
+    fig.add_scatter(x=table["group"], y=table["recommended_density"], mode="markers", name="capacity estimate",
+                    marker=dict(symbol="diamond", size=11, color=RED),
+                    hovertemplate="%{x}: capacity estimate %{y:.2f}<extra></extra>")
+    fig.update_layout(title="Density of each channel group (blue) and its capacity estimate from the channel spectrum (red)",
+                      yaxis_title="fraction of channels kept", yaxis_range=[0, 1.05], height=360, margin=MARGIN,
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def channel_spectrum(spectrum: pd.DataFrame, cutoff: int, kept: int) -> go.Figure:
+    """Energy of a group's ordered weights at each DCT frequency along the channel axis (log scale); dashed: the
+    capacity cut-off, dotted: the frequencies the chosen density can hold (Nyquist: half the kept channels)."""
+    fig = go.Figure(go.Bar(x=spectrum["frequency"], y=spectrum["energy"], marker_color=BLUE,
+                           hovertemplate="frequency %{x}: %{y:.3g} of the energy<extra></extra>"))
+    fig.add_vline(x=cutoff - 0.5, line_dash="dash", line_color=RED, annotation_text="capacity cut-off")
+    fig.add_vline(x=kept / 2 - 0.5, line_dash="dot", line_color=ORANGE, annotation_text="chosen density / 2",
+                  annotation_position="bottom right")
+    fig.update_yaxes(type="log", title_text="share of energy")
+    fig.update_layout(title="Channel spectrum of the group: DCT of its smoothly ordered weights along the channel axis",
+                      xaxis_title="frequency (cycles over the channel axis)", height=340, margin=MARGIN)
+    return fig
+
+
+def method_comparison(table: pd.DataFrame) -> go.Figure:
+    """Accuracy of each way of reaching the same densities (``table``: ``how``, ``accuracy``, ``params``)."""
+    fig = go.Figure(go.Bar(x=table["how"], y=100 * table["accuracy"], marker_color=[ORANGE if h == "resample" else BLUE
+                                                                                  for h in table["how"]],
+                           text=[f"{100 * a:.1f} %" for a in table["accuracy"]], textposition="outside"))
+    fig.update_layout(title="Same densities, no fine-tune: resampling (orange) against each pruning score",
+                      yaxis_title="top-1 accuracy (%)", yaxis_range=[0, 105], height=340, margin=MARGIN)
+    return fig

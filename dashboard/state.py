@@ -512,3 +512,30 @@ def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]
 def history() -> list[dict]:
     """Configurations evaluated in this session, oldest first (see the Plan page)."""
     return st.session_state.setdefault("history", [])
+
+
+# --- channel groups (core.resample, core.prune) ------------------------------------------------
+@st.cache_data(show_spinner="Finding channel groups and their spectra…", max_entries=16)
+def capacities(name: str, arch: str, energy: float) -> pd.DataFrame:
+    """Every channel group with its capacity estimate (``core.resample.capacity``) and whether pruning can take it."""
+    from core.prune import prunable_groups
+    from core.profile import example_input
+    from core.resample import capacity
+
+    model, cfg = model_and_cfg(name, arch)
+    table = capacity(model, example_input(cfg, 1), energy)
+    try:
+        prunable = set(prunable_groups(model, example_input(cfg, 1)))
+    except RankscopeError:  # e.g. a capsule network: Torch-Pruning cannot take it
+        prunable = set()
+    return table.assign(prunable=table["group"].isin(prunable))
+
+
+@st.cache_data(show_spinner="Reading the channel spectrum…", max_entries=64)
+def group_spectrum(name: str, arch: str, group: str) -> pd.DataFrame:
+    """``core.resample.group_spectrum`` of one group."""
+    from core.profile import example_input
+    from core.resample import group_spectrum as spectrum
+
+    model, cfg = model_and_cfg(name, arch)
+    return spectrum(model, example_input(cfg, 1), group)

@@ -1,0 +1,128 @@
+"""Sampling density page: every channel group's density (one slider for all, one per group) with its capacity estimate,
+the group's channel spectrum, the narrowed model's parameters, FLOPs, latency, memory and accuracy, resampling against
+each pruning score at the same densities, and the densities exported into the plan."""
+import pandas as pd
+import streamlit as st
+
+from core.errors import RankscopeError
+from core.plan import LayerEntry, Plan
+from core.prune import SCORES, needs_gradients
+from dashboard import plots, state
+from dashboard.format import human, percent, points, share
+
+METHODS = ["resample", *(f"prune: {s}" for s in SCORES)]
+c = state.choice()
+st.title("Sampling density")
+try:
+    model, cfg = state.model_and_cfg(*c.key)
+    energy = st.sidebar.slider("Capacity estimate keeps this share of spectral energy", 0.80, 0.99, step=0.01,
+                               **state.keep("sd_energy", 0.95))
+    groups = state.capacities(*c.key, energy)
+    data = state.data_name(c.model, c.arch, c.data)
+except RankscopeError as err:
+    st.error(str(err))
+    st.stop()
+if groups.empty:
+    st.warning(f"{cfg.name} has no channel group that can be narrowed.")
+    st.stop()
+st.caption(f"{cfg.name}: {len(groups)} channel groups · a density is the fraction of a group's channels kept · capacity "
+           f"estimate = twice the frequencies holding {energy:.0%} of the energy of the group's smoothly ordered weights, "
+           f"over its channels (Nyquist) · accuracy on {c.samples} evaluation images")
+
+
+def _density_key(group: str) -> str:
+    return f"sd_density_{group}"
+
+
+def _all() -> None:
+    for group in groups["group"]:
+        st.session_state[_density_key(group)] = st.session_state["sd_all"]
+
+
+def _to_capacity() -> None:
+    for group, value in zip(groups["group"], groups["recommended_density"]):
+        st.session_state[_density_key(group)] = round(float(value), 2)
+
+
+methods = [m for m in METHODS if m == "resample" or data or not needs_gradients(m.split(": ")[1])]
+left, mid, right = st.columns([1, 2, 1])
+how = left.selectbox("Narrow by", methods, help="resample: interpolate the smoothly ordered channels (Integral Neural "
+                     "Networks); prune: keep the channels an importance score ranks highest (Torch-Pruning)",
+                     **state.keep("sd_method", "resample"))
+mid.slider("Density of every group", 0.05, 1.0, step=0.05, **state.keep("sd_all", 1.0, then=_all))
+right.button("Every group at its capacity estimate", on_click=_to_capacity)
+pruning = how != "resample"
+usable = groups[groups["prunable"]] if pruning else groups
+if pruning and len(usable) < len(groups):
+    st.caption(f"Pruning cannot take {len(groups) - len(usable)} group(s) (capsule types): they stay whole.")
+with st.expander("One slider per group (the capacity estimate is marked on each)"):
+    for row in usable.itertuples():
+        st.slider(f"{row.group} · {row.kind}, {row.channels} channels · capacity estimate {row.recommended_density:.2f}",
+                  0.05, 1.0, step=0.05, **state.keep(_density_key(row.group), 1.0))
+densities = {g: float(st.session_state.get(_density_key(g), 1.0)) for g in usable["group"]}
+
+
+def _plan(method: str) -> Plan:
+    """A plan narrowing every group below density 1 by ``method`` ("resample" or "prune: <score>")."""
+    kind, _, score = method.partition(": ")
+    options = {"score": score} if score else {}
+    keep = usable if kind == "resample" else groups[groups["prunable"]]
+    return Plan(c.model, groups={g: LayerEntry(kind, density=d, options=options)
+                                 for g, d in densities.items() if d < 1 and g in set(keep["group"])})
+
+
+plan = _plan(how)
+try:
+    base = state.baseline_counts(*c.key)
+    counted = state.planned_counts(c.model, c.arch, c.data, plan.dumps())
+    baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
+    narrowed = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan.dumps())
+    dense_costs = state.planned_costs(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
+    costs = state.planned_costs(c.model, c.arch, c.data, plan.dumps(), c.batch, c.threads, c.device)
+except RankscopeError as err:
+    st.error(str(err))
+    st.stop()
+
+st.subheader(f"{len(plan.groups)} group(s) narrowed by {how}")
+cols = st.columns(5)
+if narrowed is not None:
+    cols[0].metric("Accuracy (no fine-tune)", percent(narrowed["accuracy"]), points(narrowed["accuracy"] - baseline["accuracy"]),
+                   help=f"top-1 on {narrowed['samples']} images; baseline {percent(baseline['accuracy'])}")
+else:
+    cols[0].metric("Accuracy", "—", help="no evaluation data for this model")
+cols[1].metric("Parameters", human(counted["params"]), share(counted["params"], base["params"]), delta_color="off", delta_arrow="off",
+               help="counted on the built, physically smaller model")
+cols[2].metric("FLOPs / image", human(counted["flops"]), share(counted["flops"], base["flops"]), delta_color="off",
+               delta_arrow="off", help="counted on the built model; 1 MAC = 2 FLOPs")
+cols[3].metric("Latency (median)", f"{costs['latency_ms']:.2f} ms", share(costs["latency_ms"], dense_costs["latency_ms"]),
+               delta_color="off", delta_arrow="off", help=f"whole model, measured; baseline {dense_costs['latency_ms']:.2f} ms")
+cols[4].metric("Peak memory", f"{costs['peak_memory_mb']:.1f} MB", share(costs["peak_memory_mb"], dense_costs["peak_memory_mb"]),
+               delta_color="off", delta_arrow="off", help=f"whole model, measured; baseline {dense_costs['peak_memory_mb']:.1f} MB")
+if st.button("Put these densities into the plan", help="the plan's groups: section; the Plan and Export pages show it"):
+    state.set_plan_groups({g: state.session_entry(e) for g, e in plan.groups.items()})
+    st.toast(f"{len(plan.groups)} group(s) at their densities are in the plan")
+
+left, right = st.columns(2)
+left.plotly_chart(plots.group_densities(usable.assign(density=[densities[g] for g in usable["group"]])), width="stretch")
+group = right.selectbox("Channel spectrum of", list(groups["group"]), **state.keep("sd_group", groups["group"].iloc[0]))
+row = groups.set_index("group").loc[group]
+kept = max(1, round(densities.get(group, 1.0) * row["channels"]))
+right.plotly_chart(plots.channel_spectrum(state.group_spectrum(*c.key, group), int(row["cutoff"]), kept), width="stretch")
+
+st.subheader("Resampling against pruning at these densities")
+comparable = [m for m in methods if m != how] and narrowed is not None
+if st.button("Compare every way", disabled=not comparable or not plan.groups,
+             help="scores each method's model on the evaluation images (no fine-tune)"):
+    rows = []
+    with st.spinner("Building and scoring each narrowed model…"):
+        for method in methods:
+            text = _plan(method).dumps()
+            scored = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, text)
+            rows.append({"how": method, "accuracy": scored["accuracy"],
+                         "params": state.planned_counts(c.model, c.arch, c.data, text)["params"]})
+    st.session_state["sd_comparison"] = (plan.dumps(), pd.DataFrame(rows))
+compared = st.session_state.get("sd_comparison")
+if compared is not None and compared[0] == plan.dumps():
+    st.plotly_chart(plots.method_comparison(compared[1]), width="stretch")
+    st.dataframe(compared[1], hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent")})
