@@ -184,8 +184,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     from core.paths import ASSETS
     from core.train import RECIPES, train
 
+    if args.model == "fmnist-resnet-integral":  # integral fine-tuning of the shipped fmnist-resnet (core.resample.integral)
+        from core.resample.integral import main
+
+        flags = {"--steps": args.steps, "--seed": args.seed, "--threads": args.threads, "--out": args.out}
+        print(json.dumps(main([str(x) for k, v in flags.items() if v is not None for x in (k, v)])))
+        return
     if args.model not in RECIPES:
-        raise RankscopeError(f"no training recipe for {args.model!r}; recipes exist for {', '.join(RECIPES)}")
+        raise RankscopeError(f"no training recipe for {args.model!r}; recipes exist for {', '.join(RECIPES)} "
+                             "and fmnist-resnet-integral")
     cfg = RECIPES[args.model]
     overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items() if v is not None}
     out = Path(args.out) if args.out else ASSETS / "models" / args.model
@@ -355,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a shipped model from scratch (writes assets/models/<name>/)")
     p.add_argument("model")
     p.add_argument("--epochs", type=_positive("--epochs"))
+    p.add_argument("--steps", type=_positive("--steps"), help="fmnist-resnet-integral: integral fine-tune steps")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=_threads)
     p.add_argument("--out", help="output folder (default: assets/models/<name>)")

@@ -97,7 +97,7 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _batches(data: Any, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def training_batches(data: Any, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless shuffled ``(images, labels)`` batches of ``data``, reshuffled on every pass."""
     if len(data) == 0:
         raise RankscopeError("the training data is empty")
@@ -147,7 +147,7 @@ def recalibrate_batchnorm(
         bn.momentum = None  # cumulative moving average: every batch weighs the same
         bn.train()
     with torch.no_grad():
-        for images, _ in islice(_batches(data, batch_size, seed), batches):
+        for images, _ in islice(training_batches(data, batch_size, seed), batches):
             new(images.to(dev))
     for bn, momentum in zip(layers, momenta):
         bn.momentum = momentum
@@ -234,7 +234,7 @@ def distill(
     opt = torch.optim.AdamW(new.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     with prepared(teacher, dev):
-        for step, (images, labels) in enumerate(islice(_batches(data, config.batch_size, config.seed), config.steps)):
+        for step, (images, labels) in enumerate(islice(training_batches(data, config.batch_size, config.seed), config.steps)):
             if cancel is not None and cancel():
                 raise Cancelled(f"fine-tune cancelled after {step} of {config.steps} steps")
             if config.augment:

@@ -56,7 +56,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.
     out = out.permute(0, 3, 1, 2)
     flip = torch.rand(B, generator=gen) < 0.5
     out[flip] = out[flip].flip(-1)
-    return out.contiguous()
+    # Standard strides: with one channel, .contiguous() would keep the permuted (channels-last) strides, on which
+    # torch's CPU conv backward crashes (double free) for some conv widths, e.g. resampled ones.
+    return out.clone(memory_format=torch.contiguous_format)
 
 
 def normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

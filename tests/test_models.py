@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from core.errors import RankscopeError
 from core.models import create_model, list_models
 
-SHIPPED = ["fmnist-capsnet", "fmnist-resnet", "fmnist-vit"]
+SHIPPED = ["fmnist-capsnet", "fmnist-resnet", "fmnist-resnet-integral", "fmnist-vit"]
 
 
 def test_registry_lists_the_shipped_models():

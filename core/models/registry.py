@@ -41,6 +41,12 @@ def fmnist_resnet() -> nn.Module:
     return FmnistResNet(widths=(16, 32, 64), blocks=(1, 1, 1))
 
 
+@register_model(ModelCfg("fmnist-resnet-integral", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
+def fmnist_resnet_integral() -> nn.Module:
+    """fmnist-resnet after integral fine-tuning (``rankscope train fmnist-resnet-integral``), to stay accurate when resampled."""
+    return fmnist_resnet()
+
+
 @register_model(ModelCfg("fmnist-vit", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
 def fmnist_vit() -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
