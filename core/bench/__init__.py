@@ -10,10 +10,12 @@ import argparse
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the ``rankscope`` parser's sub-commands."""
-    from core.bench import allocate, dashboard, sweep
+    from core.bench import allocate, attention, dashboard, resample, sweep
 
     bench = sub.add_parser("bench", help="benchmarks: timings measured in this process, printed")
     kinds = bench.add_subparsers(dest="bench", required=True)
     allocate.add_parser(kinds)
+    attention.add_parser(kinds)
     dashboard.add_parser(kinds)
+    resample.add_parser(kinds)
     sweep.add_parser(kinds)

@@ -31,11 +31,16 @@ INTEGRAL = "fmnist-resnet-integral"
 
 
 def narrowing_plan(model_name: str, groups: list[str], way: str, density: float) -> Any:
-    """A plan narrowing each of ``groups`` to ``density`` by ``way`` (``resample`` or a pruning score)."""
+    """A plan narrowing each of ``groups`` to ``density`` by ``way`` (``resample`` or a pruning score).
+
+    The integral model keeps the channel order it was trained in (``order: false``); the others are ordered first.
+    """
     from core.plan import LayerEntry, Plan
 
-    entry = LayerEntry("resample", density=density) if way == "resample" else LayerEntry("prune", density=density,
-                                                                                            options={"score": way})
+    if way == "resample":
+        entry = LayerEntry("resample", density=density, options={"order": False} if model_name == INTEGRAL else {})
+    else:
+        entry = LayerEntry("prune", density=density, options={"score": way})
     return Plan(model_name, groups={g: entry for g in groups})
 
 

@@ -56,11 +56,13 @@ class IntegralConfig:
     alpha: float = 0.9  # weight of the distillation term; 1 - alpha goes to the label loss
     augment: bool = True  # random shift by up to 2 pixels and horizontal flip
     sandwich: bool = True  # also train at min_density every step (slimmable nets' sandwich rule): the narrowest widths need it most
+    draws: int = 1  # random densities per step
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise RankscopeError(f"integral fine-tune needs steps, batch_size >= 1 and lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.draws < 1:
+            raise RankscopeError(f"integral fine-tune needs steps, batch_size, draws >= 1 and lr > 0, got {self.steps}, "
+                                 f"{self.batch_size}, {self.draws}, {self.lr}")
         if not 0 < self.min_density <= self.max_density <= 1:
             raise RankscopeError(f"densities must satisfy 0 < min <= max <= 1, got {self.min_density}, {self.max_density}")
 
@@ -106,9 +108,10 @@ def integral_finetune(
             labels = torch.as_tensor(labels).long()
             with torch.no_grad():
                 target = teacher(images)  # (B, classes)
-            d = config.min_density + (config.max_density - config.min_density) * float(torch.rand((), generator=gen))
+            span = config.max_density - config.min_density
+            drawn = [config.min_density + span * float(torch.rand((), generator=gen)) for _ in range(config.draws)]
             loss = loss_of(student(images), target, labels)
-            for density in (d, config.min_density) if config.sandwich else (d,):
+            for density in drawn + [config.min_density] * config.sandwich:
                 state = resampled_state(student.state_dict(keep_vars=True), groups, {name: density for name in groups})
                 widths = tuple(new_size(g.size, density) for g in groups.values())
                 if widths not in skeletons:
@@ -146,10 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=IntegralConfig.lr)
+    parser.add_argument("--draws", type=int, default=IntegralConfig.draws, help="random densities per step")
+    parser.add_argument("--no-sandwich", dest="sandwich", action="store_false", help="do not also train at the minimum density")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = IntegralConfig(steps=args.steps, lr=args.lr, seed=args.seed)
+    config = IntegralConfig(steps=args.steps, lr=args.lr, seed=args.seed, draws=args.draws, sandwich=args.sandwich)
     model, cfg = create_model("fmnist-resnet")
     example = example_input(cfg)
     start = time.time()
@@ -162,12 +167,13 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.time() - start
     test = load_dataset("fashion-mnist", cfg)
     at_density = {}
-    for d in (1.0, 0.9, 0.7, 0.5, 0.3):
+    for d in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3):
         groups = channel_groups(tuned, example)
         small = resample_model(tuned, example, {n: d for n in groups}, order=False)[0]
         at_density[str(d)] = round(evaluate(small, test, batch_size=500).top1, 4)
         print(f"density {d}: top-1 {at_density[str(d)]}", flush=True)
-    command = f"python -m core.resample.integral --steps {args.steps} --lr {args.lr} --seed {args.seed} --threads {args.threads}"
+    command = (f"python -m core.resample.integral --steps {args.steps} --lr {args.lr} --seed {args.seed} --threads {args.threads}"
+               f" --draws {args.draws}" + ("" if args.sandwich else " --no-sandwich"))
     card = {
         "name": "fmnist-resnet-integral",
         "dataset": "fashion-mnist",
