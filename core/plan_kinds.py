@@ -118,8 +118,8 @@ def apply_groups(
     if resample:  # one channel order for all resampled groups: ordering is off only when every entry turns it off
         orders = {bool(e.options.get("order", True)) for e in resample.values()}
         model, report = resample_model(model, example, {n: e.density for n, e in resample.items()}, order=orders != {False})
-        applied |= {g.name: f"resample density {g.density:g} ({g.channels} → {g.new_channels} {g.kind} channels)"
-                    for g in report.groups}
+        applied |= {g.name: f"resample density {g.density:g} ({g.kind} group: {g.channels} → {g.new_channels} "
+                            f"{'heads' if g.kind == 'heads' else 'channels'})" for g in report.groups}
     by_score: dict[str, dict[str, float]] = {}
     for name, entry in entries.items():
         if entry.method == "prune":
@@ -127,7 +127,7 @@ def apply_groups(
     for score, densities in by_score.items():
         model, pruned = prune_model(model, example, densities, score=score, data=None if data is None else [data])
         applied |= {n: f"prune {score} density {d:g} ({pruned.groups[n].before} → {pruned.groups[n].after} "
-                       f"{pruned.groups[n].kind} units)" for n, d in densities.items()}
+                       f"{pruned.groups[n].kind})" for n, d in densities.items()}
     return model, applied
 
 

@@ -50,8 +50,8 @@ def test_mixed_plan_narrows_groups_then_decomposes_on_the_narrowed_model(resnet)
     assert new.layer1[0].conv1.out_channels == 8 and new.layer1[0].conv2.in_channels == 8  # 16 channels resampled to 8
     assert new.layer3[0].conv1.out_channels == 32 and new.layer3[0].bn1.num_features == 32  # 64 pruned to 32
     assert type(new.layer3[0].conv2).__name__ == "Decomposed"
-    assert report.applied["layer1.0.conv1"].startswith("resample density 0.5 (16 → 8")
-    assert report.applied["layer3.0.conv1"].startswith("prune l1 density 0.5 (64 → 32")
+    assert report.applied["layer1.0.conv1"] == "resample density 0.5 (conv group: 16 → 8 channels)"
+    assert report.applied["layer3.0.conv1"] == "prune l1 density 0.5 (64 → 32 channels)"
     assert new(x).shape == (4, 10) and count_params(new) < count_params(model)
     assert model.layer1[0].conv1.out_channels == 16  # the original is untouched
 
@@ -96,3 +96,21 @@ def test_attention_entries_swap_the_variant_and_refuse_bad_ones(vit):
     assert problems[1] == "blocks.1.attn: linformer has no rank; give its size in options (k)"
     assert problems[2].startswith("blocks.2.mlp.fc1: attention needs an attention module")
     assert problems[3] == "blocks.3.attn.qkv: inside blocks.3.attn, which the plan replaces by an attention variant"
+
+
+def test_a_saved_mixed_model_reloads_and_computes_the_same(tmp_path, vit):
+    from core.data import labelled_batch
+    from core.savedir import save_compressed
+
+    model, cfg = vit
+    plan = loads_plan("model: fmnist-vit\nlayers:\n  blocks.0.mlp.fc2: {method: svd, rank: 16}\n"
+                      "  blocks.1.attn: {method: attention, variant: nmf, rank: 4, options: {steps: 3}}\n"
+                      "  blocks.2.attn: {method: attention, variant: linformer, options: {k: 16}}\n"
+                      "groups:\n  blocks.2.mlp.fc1: {method: resample, density: 0.5}\n"
+                      "  blocks.3.attn.heads: {method: prune, density: 0.5, options: {score: taylor}}\n")
+    x, y = labelled_batch("fashion-mnist", cfg, 32)
+    new, report = apply_plan(model, plan, calibration=x, labels=y, example=x[:1])
+    assert report.applied["blocks.3.attn.heads"] == "prune taylor density 0.5 (4 → 2 heads)"
+    save_compressed(new, plan, "fmnist-vit", tmp_path / "out")
+    back, _ = create_model(f"file:{tmp_path / 'out'}")
+    torch.testing.assert_close(back(x[:8]), new(x[:8]), atol=0, rtol=0)

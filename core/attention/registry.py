@@ -15,6 +15,7 @@ from torch import nn
 
 from core.attention._base import AttentionVariant
 from core.errors import RankscopeError, close_matches_hint
+from core.layers import set_module
 
 _VARIANTS: dict[str, type[AttentionVariant]] = {}
 
@@ -111,7 +112,5 @@ def swap_model(model: nn.Module, variant: str, *, seq_len: int | None = None, ca
     seq_len = seq_len if seq_len is not None else vit_seq_len(model)
     new = copy.deepcopy(model)
     for path in paths:
-        parent, _, child = path.rpartition(".")
-        swapped = swap_attention(new.get_submodule(path), variant, seq_len=seq_len, calibration=tokens[path], **hyper)
-        setattr(new.get_submodule(parent), child, swapped)
+        set_module(new, path, swap_attention(new.get_submodule(path), variant, seq_len=seq_len, calibration=tokens[path], **hyper))
     return new

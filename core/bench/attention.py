@@ -34,7 +34,7 @@ BENCH_HYPER: dict[str, dict[str, Any]] = {"nmf": {"rank": 1}}
 
 def length_sweep(variants: list[str], lengths: list[int] | tuple[int, ...] = LENGTHS, *, dim: int = 64, heads: int = 4,
                  batch: int = 1, threads: int | None = None, repeats: int = 3, memory_method: str = "torch-profiler",
-                 hyper: dict[str, dict[str, Any]] | None = None, seed: int = 0) -> pd.DataFrame:
+                 hyper: dict[str, dict[str, Any]] | None = None, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
     """Latency, peak memory and FLOPs of one attention layer per variant and sequence length.
 
     Parameters
@@ -47,6 +47,7 @@ def length_sweep(variants: list[str], lengths: list[int] | tuple[int, ...] = LEN
     memory_method : passed to :func:`core.profile.measure_memory`.
     hyper : per-variant options, e.g. ``{"nmf": {"rank": 8}}``.
     seed : seed of the layer's weights and of the input.
+    device : ``"cpu"`` or ``"cuda[:N]"`` (CUDA events and the allocator's peak there; FLOPs are counted on the CPU).
 
     Returns
     -------
@@ -70,11 +71,12 @@ def length_sweep(variants: list[str], lengths: list[int] | tuple[int, ...] = LEN
         x = torch.randn(batch, n, dim, generator=torch.Generator().manual_seed(seed))
         for name in names:
             module = swap_attention(source, name, seq_len=n, **hyper.get(name, {})).eval()
-            latency = measure_latency(module, x, warmup=1, repeats=repeats, threads=threads)
-            memory = measure_memory(module, x, threads=threads, method=memory_method)
+            gflops = count_flops(module, x).total / 1e9
+            latency = measure_latency(module, x, warmup=1, repeats=repeats, threads=threads, device=device)
+            memory = measure_memory(module, x, threads=threads, method=memory_method, device=device)
             rows.append({
                 "variant": name, "seq_len": n, "latency_ms": latency.median_ms, "memory_mb": memory.peak_mb,
-                "activation_mb": memory.peak_activation_mb, "gflops": count_flops(module, x).total / 1e9,
+                "activation_mb": memory.peak_activation_mb, "gflops": gflops,
                 "memory_method": memory.method, "backend": getattr(module, "last_backend", None) or "",
             })
     table = pd.DataFrame(rows)
@@ -159,6 +161,8 @@ def target_lines(sweep: pd.DataFrame, accuracy: pd.DataFrame) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    import torch
+
     from core.attention import list_variants
 
     variants = args.variants or list_variants()
@@ -173,6 +177,13 @@ def run(args: argparse.Namespace) -> None:
             print(sweep.pivot(index="variant", columns="seq_len", values=column).loc[sweep["variant"].unique()]
                   .to_string(float_format=lambda v: f"{v:.3g}"))
         print(f"[length sweep: {time.perf_counter() - start:.0f} s]")
+        if torch.cuda.is_available():  # the same sweep on the GPU, when there is one
+            gpu = length_sweep(variants, args.lengths, dim=args.dim, heads=args.heads, batch=args.batch, repeats=args.repeats,
+                               hyper=BENCH_HYPER, device="cuda")
+            for column in ("latency_ratio", "memory_ratio"):
+                print(f"\nCUDA {column} (variant x sequence length; {torch.cuda.get_device_name()})")
+                print(gpu.pivot(index="variant", columns="seq_len", values=column).loc[gpu["variant"].unique()]
+                      .to_string(float_format=lambda v: f"{v:.3g}"))
         accuracy, reference = accuracy_table(variants, samples=args.samples, steps=args.steps, batch_size=args.finetune_batch,
                                              lr=args.lr, threads=args.finetune_threads, hyper=BENCH_HYPER)
         print(f"\nfmnist-vit top-1 (%) on {args.samples} test images (options: {BENCH_HYPER}, others default), model {reference:.2f}; fine-tune: "
