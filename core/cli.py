@@ -69,7 +69,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         _, cfg = create_model(name)
         acc = cfg.card.get("test_accuracy")
         note = f"test top-1 {acc:.4f}" if acc is not None else "untrained (run `rankscope train`)"
-        print(f"{name:18s} {cfg.dataset:14s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
+        print(f"{name:23s} {cfg.dataset:14s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
     print("also: timm:<arch>, torchvision:<arch>, file:<path>")
 
 
