@@ -297,15 +297,34 @@ def planned_counts(name: str, arch: str, data: str, plan_text: str) -> dict:
     return {"params": count_params(model), "flops": int(count_flops(model, example_input(cfg, 1)).per_sample)}
 
 
-@st.cache_data(show_spinner="Measuring latency and peak memory…", max_entries=64)
-def planned_costs(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> dict:
-    """Median latency (ms) and peak memory (MB) of :func:`planned_model` at ``batch`` (the dense model for an empty plan)."""
-    from core.profile import example_input, measure_latency, measure_memory
+@st.cache_data(show_spinner="Timing the model…", max_entries=64)
+def planned_latency(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> float:
+    """Median latency (ms) of :func:`planned_model` at ``batch`` (the dense model for an empty plan)."""
+    from core.profile import example_input, measure_latency
 
     model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
-    x = example_input(cfg, batch)
-    return {"latency_ms": measure_latency(model, x, threads=threads, device=device).median_ms,
-            "peak_memory_mb": measure_memory(model, x, threads=threads, device=device).peak_mb}
+    return measure_latency(model, example_input(cfg, batch), threads=threads, device=device).median_ms
+
+
+@st.cache_data(show_spinner="Measuring peak memory (a fresh process)…", max_entries=64)
+def planned_memory(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> float:
+    """Peak memory (MB) of one forward pass of :func:`planned_model` (``core.profile.measure_memory``)."""
+    from core.profile import example_input, measure_memory
+
+    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
+    return measure_memory(model, example_input(cfg, batch), threads=threads, device=device).peak_mb
+
+
+def memory_on_request(c: Choice, plan_texts: list[str], label: str = "Measure peak memory") -> list[float] | None:
+    """Peak memory of each plan's model once the user has asked for these plans (a button; the measurement runs
+    a fresh process per model, seconds each), else ``None``; asked-for plans stay measured (cached)."""
+    asked = st.session_state.setdefault("memory_asked", set())
+    key = (c.key, c.data, tuple(plan_texts), c.batch, c.threads, c.device)
+    if st.button(label, help="runs each model once in a fresh process and reads its peak resident memory"):
+        asked.add(key)
+    if key not in asked:
+        return None
+    return [planned_memory(c.model, c.arch, c.data, text, c.batch, c.threads, c.device) for text in plan_texts]
 
 
 @st.cache_data(show_spinner="Timing the layer…", max_entries=64)

@@ -56,8 +56,8 @@ try:
     counted = state.planned_counts(c.model, c.arch, c.data, plan_text)
     baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
     swapped = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan_text)
-    dense_costs = state.planned_costs(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
-    costs = state.planned_costs(c.model, c.arch, c.data, plan_text, c.batch, c.threads, c.device)
+    dense_ms = state.planned_latency(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
+    latency_ms = state.planned_latency(c.model, c.arch, c.data, plan_text, c.batch, c.threads, c.device)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -73,10 +73,13 @@ else:
 cols[1].metric("Parameters", human(counted["params"]), share(counted["params"], base["params"]), delta_color="off", delta_arrow="off")
 cols[2].metric("FLOPs / image", human(counted["flops"]), share(counted["flops"], base["flops"]), delta_color="off",
                delta_arrow="off", help="counted on the built model; 1 MAC = 2 FLOPs")
-cols[3].metric("Latency (median)", f"{costs['latency_ms']:.2f} ms", share(costs["latency_ms"], dense_costs["latency_ms"]),
-               delta_color="off", delta_arrow="off", help=f"whole model, measured; softmax model {dense_costs['latency_ms']:.2f} ms")
-cols[4].metric("Peak memory", f"{costs['peak_memory_mb']:.1f} MB", share(costs["peak_memory_mb"], dense_costs["peak_memory_mb"]),
-               delta_color="off", delta_arrow="off", help=f"whole model, measured; softmax model {dense_costs['peak_memory_mb']:.1f} MB")
+cols[3].metric("Latency (median)", f"{latency_ms:.2f} ms", share(latency_ms, dense_ms), delta_color="off", delta_arrow="off",
+               help=f"whole model at batch {c.batch}, measured; softmax model {dense_ms:.2f} ms")
+with cols[4]:
+    memory = state.memory_on_request(c, [Plan(c.model).dumps(), plan_text])
+    st.metric("Peak memory", f"{memory[1]:.1f} MB" if memory else "—", share(memory[1], memory[0]) if memory else None,
+              delta_color="off", delta_arrow="off",
+              help="model + input + one forward pass, measured in a fresh process" + (f"; softmax model {memory[0]:.1f} MB" if memory else ""))
 if st.button("Put this choice into the plan", help="the Plan and Export pages show and export it"):
     current = dict(state.plan_entries(c))
     for path, entry in entries.items():

@@ -77,8 +77,8 @@ try:
     counted = state.planned_counts(c.model, c.arch, c.data, plan.dumps())
     baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
     narrowed = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan.dumps())
-    dense_costs = state.planned_costs(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
-    costs = state.planned_costs(c.model, c.arch, c.data, plan.dumps(), c.batch, c.threads, c.device)
+    dense_ms = state.planned_latency(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
+    latency_ms = state.planned_latency(c.model, c.arch, c.data, plan.dumps(), c.batch, c.threads, c.device)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -94,10 +94,13 @@ cols[1].metric("Parameters", human(counted["params"]), share(counted["params"], 
                help="counted on the built, physically smaller model")
 cols[2].metric("FLOPs / image", human(counted["flops"]), share(counted["flops"], base["flops"]), delta_color="off",
                delta_arrow="off", help="counted on the built model; 1 MAC = 2 FLOPs")
-cols[3].metric("Latency (median)", f"{costs['latency_ms']:.2f} ms", share(costs["latency_ms"], dense_costs["latency_ms"]),
-               delta_color="off", delta_arrow="off", help=f"whole model, measured; baseline {dense_costs['latency_ms']:.2f} ms")
-cols[4].metric("Peak memory", f"{costs['peak_memory_mb']:.1f} MB", share(costs["peak_memory_mb"], dense_costs["peak_memory_mb"]),
-               delta_color="off", delta_arrow="off", help=f"whole model, measured; baseline {dense_costs['peak_memory_mb']:.1f} MB")
+cols[3].metric("Latency (median)", f"{latency_ms:.2f} ms", share(latency_ms, dense_ms), delta_color="off", delta_arrow="off",
+               help=f"whole model at batch {c.batch}, measured; baseline {dense_ms:.2f} ms")
+with cols[4]:
+    memory = state.memory_on_request(c, [Plan(c.model).dumps(), plan.dumps()])
+    st.metric("Peak memory", f"{memory[1]:.1f} MB" if memory else "—", share(memory[1], memory[0]) if memory else None,
+              delta_color="off", delta_arrow="off",
+              help="model + input + one forward pass, measured in a fresh process" + (f"; baseline {memory[0]:.1f} MB" if memory else ""))
 if st.button("Put these densities into the plan", help="the plan's groups: section; the Plan and Export pages show it"):
     state.set_plan_groups({g: state.session_entry(e) for g, e in plan.groups.items()})
     st.toast(f"{len(plan.groups)} group(s) at their densities are in the plan")

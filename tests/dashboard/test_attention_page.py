@@ -19,7 +19,10 @@ def test_nmf_in_every_block_is_counted_scored_and_put_into_the_plan(page):
     assert shown["Accuracy (no fine-tune)"].endswith(" %") and shown["Latency (median)"].endswith(" ms")
     at.slider(key="_w_att_nmf_rank").set_value(4).run()
     assert not at.exception
-    at.button[0].click().run()  # put into the plan
+    assert shown["Peak memory"] == "—"  # measured in a fresh process only when asked
+    next(b for b in at.button if b.label == "Measure peak memory").click().run()
+    assert not at.exception and metrics(at)["Peak memory"].endswith(" MB")
+    next(b for b in at.button if b.label == "Put this choice into the plan").click().run()
     assert not at.exception
     entries = at.session_state["plan_entries"]
     assert entries["blocks.3.attn"] == {"method": "attention", "rank": 4, "density": None,

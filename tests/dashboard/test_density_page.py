@@ -22,7 +22,7 @@ def test_density_for_every_group_builds_counts_and_exports_the_narrowed_model(pa
     assert metrics(at)["Parameters"] == f"{count_params(narrowed) / 1e3:.2f} k"
     first = groups.iloc[0]
     assert f"capacity estimate {first.recommended_density:.2f}" in at.slider(key=f"_w_sd_density_{first.group}").label
-    at.button[1].click().run()  # put the densities into the plan
+    next(b for b in at.button if b.label == "Put these densities into the plan").click().run()
     assert not at.exception
     assert set(at.session_state["plan_groups"]) == set(groups["group"])
     assert at.session_state["plan_groups"][first.group]["density"] == 0.5
