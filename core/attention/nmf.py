@@ -31,8 +31,15 @@ def nmf_objective(x: torch.Tensor, bases: torch.Tensor, coef: torch.Tensor) -> t
 
 
 def nmf_step(x: torch.Tensor, bases: torch.Tensor, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One multiplicative update of ``coef``, then of ``bases``."""
-    coef = coef * (x @ bases) / (coef @ (bases.transpose(-1, -2) @ bases) + EPS)
+    """One multiplicative update of ``coef``, then of ``bases``.
+
+    Without autograd the (N, r) quotient is formed in place (the same numbers, half the temporaries: the
+    updates run K - 1 times under no_grad, and at long N these (N, r) tensors are the layer's peak memory).
+    """
+    if torch.is_grad_enabled():
+        coef = coef * (x @ bases) / (coef @ (bases.transpose(-1, -2) @ bases) + EPS)
+    else:
+        coef = coef * (x @ bases).div_((coef @ (bases.transpose(-1, -2) @ bases)).add_(EPS))
     bases = bases * (x.transpose(-1, -2) @ coef) / (bases @ (coef.transpose(-1, -2) @ coef) + EPS)
     return bases, coef
 
@@ -63,8 +70,8 @@ class NMFAttention(Hamburger):
     variant = "nmf"
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, *, rank: int = 8, steps: int = 6,
-                 one_step: bool = True) -> None:
-        super().__init__(dim, num_heads, head_dim, rank, steps, one_step)
+                 one_step: bool = True, readout: int = 0) -> None:
+        super().__init__(dim, num_heads, head_dim, rank, steps, one_step, readout)
         self.register_buffer("bases", self.fixed_bases((num_heads, head_dim, rank)))
 
     def ham(self, x: torch.Tensor) -> torch.Tensor:

@@ -87,8 +87,8 @@ class NTFAttention(Hamburger):
     variant = "ntf"
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, *, rank: int = 16, steps: int = 6,
-                 one_step: bool = True) -> None:
-        super().__init__(dim, num_heads, head_dim, rank, steps, one_step)
+                 one_step: bool = True, readout: int = 0) -> None:
+        super().__init__(dim, num_heads, head_dim, rank, steps, one_step, readout)
         self.register_buffer("heads_init", self.fixed_bases((num_heads, rank)))
         self.register_buffer("features_init", self.fixed_bases((head_dim, rank)))
 

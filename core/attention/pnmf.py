@@ -74,8 +74,8 @@ class PNMFAttention(Hamburger):
     variant = "pnmf"
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, *, rank: int = 8, steps: int = 6,
-                 one_step: bool = True) -> None:
-        super().__init__(dim, num_heads, head_dim, rank, steps, one_step)
+                 one_step: bool = True, readout: int = 0) -> None:
+        super().__init__(dim, num_heads, head_dim, rank, steps, one_step, readout)
         self.register_buffer("bases", self.fixed_bases((num_heads, head_dim, rank)))
 
     def ham(self, x: torch.Tensor) -> torch.Tensor:

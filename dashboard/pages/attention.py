@@ -41,7 +41,7 @@ for name, default in variant_options(variant).items():
         hyper[name] = right.checkbox(name, **state.keep(key, default))
     elif isinstance(default, int):
         top = max(tokens, width, 2 * default) if name in SIZES else max(20, 2 * default)
-        hyper[name] = right.slider(name, 1 if name != "seed" else 0, top, **state.keep(key, default))
+        hyper[name] = right.slider(name, 0 if default == 0 else 1, top, **state.keep(key, default))
     else:
         hyper[name] = right.selectbox(name, ["svd", "aa_svd"] if name == "method" else [default], **state.keep(key, default))
 if not chosen:

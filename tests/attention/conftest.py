@@ -5,7 +5,7 @@ import pytest
 import torch
 from timm.layers import Attention
 
-DIM, HEADS, TOKENS = 64, 4, 50  # fmnist-vit: width 64, 4 heads, 49 patches + the class token
+from attention_helpers import DIM, HEADS, TOKENS
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from timm.layers import Attention
 from core.attention import AttentionVariant, attention_paths, list_variants, swap_attention, swap_model, variant_options
 from core.errors import RankscopeError
 from core.models import create_model
-from conftest import TOKENS
+from attention_helpers import TOKENS
 
 VARIANTS = list_variants()
 
@@ -18,14 +18,14 @@ VARIANTS = list_variants()
 def test_registry_lists_every_variant_with_its_options():
     assert VARIANTS == ["softmax", "lowrank-qkv", "linformer", "nystrom", "performer", "nmf", "pnmf", "ntf"]
     assert variant_options("softmax") == {}
-    assert variant_options("nmf") == {"rank": 8, "steps": 6, "one_step": True}
+    assert variant_options("nmf") == {"rank": 8, "steps": 6, "one_step": True, "readout": 0}
     assert variant_options("linformer") == {"k": 32}
 
 
 def test_unknown_names_and_options_are_refused_with_the_allowed_ones(timm_attn):
     with pytest.raises(RankscopeError, match=r"unknown attention variant 'nfm'.*did you mean: .*nmf.*known: softmax"):
         swap_attention(timm_attn, "nfm")
-    with pytest.raises(RankscopeError, match=r"nmf takes no option rnak \(did you mean: rank\?\); options: rank, steps, one_step"):
+    with pytest.raises(RankscopeError, match=r"nmf takes no option rnak \(did you mean: rank\?\); options: rank, steps, one_step, readout"):
         swap_attention(timm_attn, "nmf", rnak=4)
     with pytest.raises(RankscopeError, match=r"nmf: rank must be an integer of at least 1, got 0"):
         swap_attention(timm_attn, "nmf", rank=0)
@@ -93,3 +93,17 @@ def test_softmax_swap_keeps_fmnist_vit_predictions():
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(swap_model(model, "softmax")(x), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["nmf", "pnmf", "ntf"])
+def test_read_out_tokens_are_the_softmax_attention_of_their_own_queries(name, timm_attn, tokens):
+    """With ``readout=1`` the first token's output is exactly the dense attention's; the others are the factorization's."""
+    with torch.no_grad():
+        dense = swap_attention(timm_attn, "softmax").eval()(tokens)
+        plain = swap_attention(timm_attn, name).eval()(tokens)
+        read = swap_attention(timm_attn, name, readout=1).eval()(tokens)
+    torch.testing.assert_close(read[:, :1], dense[:, :1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(read[:, 1:], plain[:, 1:], atol=1e-6, rtol=1e-6)
+    module = swap_attention(timm_attn, name, readout=1).train()
+    module(tokens).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())  # the read-out's q/k too

@@ -1,23 +1,10 @@
-"""Shared pieces of the dashboard tests: the app's path, small evaluation subsets, metric reading."""
+"""The dashboard tests' fixture: a page of the app opened headless with Streamlit's AppTest."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-SAMPLES = 200  # evaluation images in the page tests (the app's default is core.layer_eval.INTERACTIVE_SAMPLES)
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    """Label -> shown value of every ``st.metric`` on the page."""
-    return {m.label: m.value for m in at.metric}
-
-
-def deltas(at: AppTest) -> dict[str, str]:
-    """Label -> shown delta of every ``st.metric`` on the page."""
-    return {m.label: m.delta for m in at.metric}
+from dashboard_helpers import APP, SAMPLES
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from core.attention import swap_model
 from core.models import create_model
 from core.profile import count_params
 
-from conftest import metrics
+from dashboard_helpers import metrics
 
 
 def test_nmf_in_every_block_is_counted_scored_and_put_into_the_plan(page):
@@ -26,7 +26,7 @@ def test_nmf_in_every_block_is_counted_scored_and_put_into_the_plan(page):
     assert not at.exception
     entries = at.session_state["plan_entries"]
     assert entries["blocks.3.attn"] == {"method": "attention", "rank": 4, "density": None,
-                                        "options": {"steps": 6, "one_step": True}, "variant": "nmf"}
+                                        "options": {"steps": 6, "one_step": True, "readout": 0}, "variant": "nmf"}
     assert not any(p.startswith("blocks.3.attn.") for p in entries)  # its projections' own entries went with it
     at.switch_page("pages/plan.py").run()
     assert not at.exception

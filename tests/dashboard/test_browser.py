@@ -24,7 +24,7 @@ from core.models import create_model
 from core.plan import apply_plan, load_plan
 from core.transfer import store_upload
 
-from conftest import APP, SAMPLES
+from dashboard_helpers import APP, SAMPLES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -6,7 +6,7 @@ from core.plan import LayerEntry, Plan, apply_plan
 from core.profile import count_params, example_input
 from core.resample import capacity
 
-from conftest import metrics
+from dashboard_helpers import metrics
 
 
 def test_density_for_every_group_builds_counts_and_exports_the_narrowed_model(page):

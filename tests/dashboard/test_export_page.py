@@ -4,7 +4,7 @@ from __future__ import annotations
 from core.models import create_model
 from core.plan import LayerEntry, Plan, apply_plan, loads_plan
 
-from conftest import metrics
+from dashboard_helpers import metrics
 
 
 def test_the_exported_plan_loads_and_applies(page):

@@ -12,7 +12,7 @@ from core.plan_cost import entry_cost, layer_sites
 from core.profile import example_input
 from dashboard.format import human, percent
 
-from conftest import SAMPLES, deltas, metrics
+from dashboard_helpers import SAMPLES, deltas, metrics
 
 PATH = "layer3.0.conv2"  # the largest FLOP share of fmnist-resnet (tied): the page opens on it
 

@@ -9,7 +9,7 @@ from safetensors.torch import save
 
 from core.models import create_model
 
-from conftest import SAMPLES, metrics
+from dashboard_helpers import SAMPLES, metrics
 
 
 def test_model_page_shows_the_measured_profile(page):

@@ -13,7 +13,7 @@ from core.profile import count_flops, count_params, evaluate, example_input
 from core.sweep import Problem, Target, allocate
 from dashboard.format import human, percent, rank_text
 
-from conftest import SAMPLES, deltas, metrics
+from dashboard_helpers import SAMPLES, deltas, metrics
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from core.data import eval_subset, load_dataset
 from core.models import create_model
 from core.sweep import DENSE, sweep
 
-from conftest import SAMPLES
+from dashboard_helpers import SAMPLES
 
 LAYERS = ("layer3.0.conv2", "fc")  # late layers: only the network after them runs per point
 POINTS = 3
