@@ -31,7 +31,8 @@ from core.profile.counts import count_flops
 from core.profile.latency import measure_layer_latency
 from core.prune.groups import group_roots, member_layers
 from core.prune.importance import score_gradients
-from core.prune.prune import Batches, check_densities, kept_units, prune_scored
+from core.prune.prune import Batches, check_densities, prune_scored
+from core.resample.resample import new_size
 
 LADDER = tuple(k / 8 for k in range(7, 0, -1))  # 0.875 ... 0.125
 MIN_LOSS_STEP = 1e-4  # loss increases below this (or negative ones) count as this, so their ratio stays finite
@@ -80,7 +81,7 @@ def _ladder(units: int, steps: Sequence[float], reference: Sequence[float]) -> l
     """Descending densities among ``steps`` and ``reference`` that each keep a different number (< ``units``) of units."""
     seen, ladder = {units}, []
     for density in sorted({d for d in (*steps, *reference) if d < 1}, reverse=True):
-        keep = kept_units(density, units)
+        keep = new_size(units, density)
         if keep not in seen:
             seen.add(keep)
             ladder.append(density)

@@ -1,6 +1,6 @@
 """Structured pruning of named channel groups through Torch-Pruning: a physically smaller copy of the model.
 
-Each named group (see :mod:`core.prune.groups`) keeps ``kept_units(density, N)`` of its ``N`` channels
+Each named group (see :mod:`core.prune.groups`) keeps ``new_size(N, density)`` (:func:`core.resample.resample.new_size`) of its ``N`` channels
 (or heads), those the chosen score (:mod:`core.prune.importance`) ranks highest; every layer of the group
 loses the same channels, so residual adds stay consistent. Groups left out of ``densities`` keep all
 their channels. The pruner ranks each group on its own (``global_pruning=False``); the model passed in
@@ -21,6 +21,7 @@ from core.errors import RankscopeError, close_matches_hint
 from core.profile.counts import count_params
 from core.prune.groups import HEADS, ROOT_TYPES, GraphSetup, GroupInfo, graph_setup, group_roots, prunable_groups
 from core.prune.importance import make_importance, score_gradients
+from core.resample.resample import new_size  # the rule resampling uses too: round(density * N), at least 1
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -53,11 +54,6 @@ class PruneReport:
     params_before: int
     params_after: int
     seconds: float
-
-
-def kept_units(density: float, units: int) -> int:
-    """Channels (or heads) a group of ``units`` keeps at ``density``: ``round(density * units)``, at least 1."""
-    return max(1, round(density * units))
 
 
 def check_densities(densities: Mapping[str, float], groups: Mapping[str, GroupInfo]) -> None:
@@ -98,8 +94,8 @@ def prune_scored(
     work.eval()
     setup = graph_setup(work)
     roots = group_roots(work, example, setup)
-    ratios = {roots[n][0]: _tp_ratio(kept_units(d, roots[n][1].channels), roots[n][1].channels)
-              for n, d in densities.items() if kept_units(d, roots[n][1].channels) < roots[n][1].channels}
+    ratios = {roots[n][0]: _tp_ratio(new_size(roots[n][1].channels, d), roots[n][1].channels)
+              for n, d in densities.items() if new_size(roots[n][1].channels, d) < roots[n][1].channels}
     for name, param in work.named_parameters():
         param.grad = gradients.get(name)
     pruner = tp.pruner.BasePruner(
@@ -150,7 +146,7 @@ def prune_model(
     model : the network (left untouched; the copy has its training mode).
     example : an input batch for tracing, e.g. :func:`core.profile.report.example_input`.
     densities : ``{group name: fraction of channels (or heads) kept}``, each in (0, 1]; a group keeps
-        :func:`kept_units` of them. Names come from :func:`core.prune.prunable_groups`; groups not
+        :func:`core.resample.resample.new_size` of them. Names come from :func:`core.prune.prunable_groups`; groups not
         named keep all their channels.
     score : ``"l1"``, ``"taylor"``, ``"hessian"`` or ``"lamp"`` (:mod:`core.prune.importance`).
     data : labelled ``(images, labels)`` batches of training data, for the ``taylor``/``hessian``

@@ -38,7 +38,7 @@ from core.resample.order import order_model
 
 
 def new_size(size: int, density: float) -> int:
-    """Channels kept when ``size`` channels are resampled at ``density``: ``round(density * size)``, at least 1."""
+    """Channels (or heads) a group of ``size`` keeps at ``density``, resampled or pruned: ``round(density * size)``, at least 1."""
     return max(1, round(density * size))
 
 

@@ -7,8 +7,7 @@ from core.attention import attention_paths, list_variants, variant_options, vit_
 from core.bench.attention import length_sweep
 from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan
-from dashboard import plots, state
-from dashboard.format import human, percent, points, share
+from dashboard import panels, plots, state
 
 SIZES = {"rank", "k", "landmarks", "features"}  # options that set a variant's size: slid up to the token count or width
 c = state.choice()
@@ -51,35 +50,9 @@ if not chosen:
 rank = hyper.pop("rank", None)
 entries = {p: LayerEntry("attention", rank, options=dict(hyper), variant=variant) for p in chosen}
 plan_text = Plan(c.model, entries).dumps()
-try:
-    base = state.baseline_counts(*c.key)
-    counted = state.planned_counts(c.model, c.arch, c.data, plan_text)
-    baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
-    swapped = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan_text)
-    dense_ms = state.planned_latency(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
-    latency_ms = state.planned_latency(c.model, c.arch, c.data, plan_text, c.batch, c.threads, c.device)
-except RankscopeError as err:
-    st.error(str(err))
-    st.stop()
-
 st.subheader(f"{variant} in {len(chosen)} of {len(paths)} block(s), against the softmax model")
-cols = st.columns(5)
-if swapped is not None:
-    cols[0].metric("Accuracy (no fine-tune)", percent(swapped["accuracy"]), points(swapped["accuracy"] - baseline["accuracy"]),
-                   help=f"top-1 on {swapped['samples']} images; softmax model {percent(baseline['accuracy'])}. "
-                        "`rankscope bench attention` fine-tunes every variant the same way and reports the gap after it.")
-else:
-    cols[0].metric("Accuracy", "—", help="no evaluation data for this model")
-cols[1].metric("Parameters", human(counted["params"]), share(counted["params"], base["params"]), delta_color="off", delta_arrow="off")
-cols[2].metric("FLOPs / image", human(counted["flops"]), share(counted["flops"], base["flops"]), delta_color="off",
-               delta_arrow="off", help="counted on the built model; 1 MAC = 2 FLOPs")
-cols[3].metric("Latency (median)", f"{latency_ms:.2f} ms", share(latency_ms, dense_ms), delta_color="off", delta_arrow="off",
-               help=f"whole model at batch {c.batch}, measured; softmax model {dense_ms:.2f} ms")
-with cols[4]:
-    memory = state.memory_on_request(c, [Plan(c.model).dumps(), plan_text])
-    st.metric("Peak memory", f"{memory[1]:.1f} MB" if memory else "—", share(memory[1], memory[0]) if memory else None,
-              delta_color="off", delta_arrow="off",
-              help="model + input + one forward pass, measured in a fresh process" + (f"; softmax model {memory[0]:.1f} MB" if memory else ""))
+panels.planned_against_baseline(c, plan_text, "softmax model", ". `rankscope bench attention` fine-tunes every variant "
+                                "the same way and reports the gap after it.")
 if st.button("Put this choice into the plan", help="the Plan and Export pages show and export it"):
     current = dict(state.plan_entries(c))
     for path, entry in entries.items():

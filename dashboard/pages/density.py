@@ -7,8 +7,7 @@ import streamlit as st
 from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan
 from core.prune import SCORES, needs_gradients
-from dashboard import plots, state
-from dashboard.format import human, percent, points, share
+from dashboard import panels, plots, state
 
 METHODS = ["resample", *(f"prune: {s}" for s in SCORES)]
 c = state.choice()
@@ -72,35 +71,8 @@ def _plan(method: str) -> Plan:
 
 
 plan = _plan(how)
-try:
-    base = state.baseline_counts(*c.key)
-    counted = state.planned_counts(c.model, c.arch, c.data, plan.dumps())
-    baseline = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, Plan(c.model).dumps())
-    narrowed = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, plan.dumps())
-    dense_ms = state.planned_latency(c.model, c.arch, c.data, Plan(c.model).dumps(), c.batch, c.threads, c.device)
-    latency_ms = state.planned_latency(c.model, c.arch, c.data, plan.dumps(), c.batch, c.threads, c.device)
-except RankscopeError as err:
-    st.error(str(err))
-    st.stop()
-
 st.subheader(f"{len(plan.groups)} group(s) narrowed by {how}")
-cols = st.columns(5)
-if narrowed is not None:
-    cols[0].metric("Accuracy (no fine-tune)", percent(narrowed["accuracy"]), points(narrowed["accuracy"] - baseline["accuracy"]),
-                   help=f"top-1 on {narrowed['samples']} images; baseline {percent(baseline['accuracy'])}")
-else:
-    cols[0].metric("Accuracy", "—", help="no evaluation data for this model")
-cols[1].metric("Parameters", human(counted["params"]), share(counted["params"], base["params"]), delta_color="off", delta_arrow="off",
-               help="counted on the built, physically smaller model")
-cols[2].metric("FLOPs / image", human(counted["flops"]), share(counted["flops"], base["flops"]), delta_color="off",
-               delta_arrow="off", help="counted on the built model; 1 MAC = 2 FLOPs")
-cols[3].metric("Latency (median)", f"{latency_ms:.2f} ms", share(latency_ms, dense_ms), delta_color="off", delta_arrow="off",
-               help=f"whole model at batch {c.batch}, measured; baseline {dense_ms:.2f} ms")
-with cols[4]:
-    memory = state.memory_on_request(c, [Plan(c.model).dumps(), plan.dumps()])
-    st.metric("Peak memory", f"{memory[1]:.1f} MB" if memory else "—", share(memory[1], memory[0]) if memory else None,
-              delta_color="off", delta_arrow="off",
-              help="model + input + one forward pass, measured in a fresh process" + (f"; baseline {memory[0]:.1f} MB" if memory else ""))
+narrowed = panels.planned_against_baseline(c, plan.dumps(), "baseline")
 if st.button("Put these densities into the plan", help="the plan's groups: section; the Plan and Export pages show it"):
     state.set_plan_groups({g: state.session_entry(e) for g, e in plan.groups.items()})
     st.toast(f"{len(plan.groups)} group(s) at their densities are in the plan")

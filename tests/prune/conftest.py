@@ -7,7 +7,7 @@ from torch import nn
 
 from core.models import create_model
 from core.profile.report import example_input
-from core.prune import labelled_batches
+from core.data import labelled_batch
 
 
 @pytest.fixture(scope="session")
@@ -27,4 +27,5 @@ def vit() -> tuple[nn.Module, torch.Tensor]:
 def calibration() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Two labelled batches of 16 Fashion-MNIST training images, normalised for the shipped models."""
     _, cfg = create_model("fmnist-resnet", pretrained=False)
-    return labelled_batches(cfg, batches=2, batch_size=16)
+    images, labels = labelled_batch(cfg.dataset, cfg, 32)
+    return [(images[:16], labels[:16]), (images[16:], labels[16:])]

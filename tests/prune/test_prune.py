@@ -12,8 +12,9 @@ from core.errors import RankscopeError
 from core.models import create_model
 from core.profile.counts import count_params
 from core.profile.report import example_input
-from core.prune import SCORES, kept_units, make_importance, needs_gradients, prunable_groups, prune_model, uniform_densities
+from core.prune import SCORES, make_importance, needs_gradients, prunable_groups, prune_model, uniform_densities
 from core.prune.groups import graph_setup
+from core.resample.resample import new_size
 
 
 def outputs(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
@@ -82,7 +83,7 @@ def test_residual_groups_stay_consistent(resnet):
         counts = {graph.get_out_channels(d.target) if graph.is_out_channel_pruning_fn(d.handler) else graph.get_in_channels(d.target)
                   for d, _ in group if isinstance(d.target.module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
         assert len(counts) == 1, group
-    stem = kept_units(0.25, 16)
+    stem = new_size(16, 0.25)
     assert stem == 4
     assert [pruned.stem[0].out_channels, pruned.stem[1].num_features, pruned.layer1[0].conv2.out_channels,
             pruned.layer1[0].bn2.num_features, pruned.layer2[0].conv1.in_channels,
@@ -161,8 +162,8 @@ def test_bad_input_raises(resnet):
         prune_model(model, example, {"stem.0": 0.5}, score="random")
 
 
-def test_kept_units_rounds_and_keeps_one():
-    assert [kept_units(d, 10) for d in (1.0, 0.55, 0.3, 0.01)] == [10, 6, 3, 1]
+def test_kept_channels_round_and_keep_one():
+    assert [new_size(10, d) for d in (1.0, 0.55, 0.3, 0.01)] == [10, 6, 3, 1]
 
 
 def test_training_mode_is_kept(resnet):
