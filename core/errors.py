@@ -1,6 +1,8 @@
 """Errors that rankscope reports to a user as one line (exit code 2 in the CLI, a message in the dashboard)."""
 from __future__ import annotations
 
+import difflib
+
 
 class RankscopeError(Exception):
     """A problem with the user's input: unknown name, bad file, impossible setting.
@@ -12,7 +14,5 @@ class RankscopeError(Exception):
 
 def close_matches_hint(name: str, candidates: list[str]) -> str:
     """Return ``" (did you mean: a, b?)"`` for the candidates closest to ``name``, or ``""``."""
-    import difflib
-
     close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
     return f" (did you mean: {', '.join(close)}?)" if close else ""

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from core.data.augment import augment_normalised
 from core.errors import RankscopeError
-from core.models.capsnet import CapsuleRouting, margin_loss
+from core.models.capsnet import is_capsule_model, margin_loss
 from core.profile.accuracy import AccuracyResult, Cancelled, evaluate
 from core.profile.checks import check_device
 from core.profile.context import prepared
-from core.train import augment_batch
 
 
 @dataclass(frozen=True)
@@ -154,11 +154,6 @@ def recalibrate_batchnorm(
     return new.eval().to(_home(model))
 
 
-def is_capsule_model(model: nn.Module) -> bool:
-    """Whether ``model`` scores classes by capsule lengths (a :class:`CapsuleRouting` inside) rather than logits."""
-    return any(isinstance(m, CapsuleRouting) for m in model.modules())
-
-
 def distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *, temperature: float, alpha: float, capsule: bool = False
 ) -> torch.Tensor:
@@ -179,16 +174,6 @@ def distillation_loss(
     return alpha * soft + (1 - alpha) * hard
 
 
-def augment_normalised(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """:func:`core.train.augment_batch` on normalised images: shifted-in borders get each channel's darkest value.
-
-    ``augment_batch`` fills with zeros, which after normalisation is a mid grey; shifting the batch so that
-    its per-channel minimum (black, for Fashion-MNIST's backgrounds) is zero keeps the fill black.
-    """
-    black = images.amin(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-    return augment_batch(images - black, gen) + black
-
-
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -201,7 +186,7 @@ def distill(
 ) -> nn.Module:
     """A copy of ``student`` fine-tuned for ``config.steps`` steps to reproduce ``teacher`` (both left untouched).
 
-    Each step draws a shuffled batch of ``data`` (augmented with :func:`augment_normalised` when
+    Each step draws a shuffled batch of ``data`` (augmented with :func:`core.data.augment.augment_normalised` when
     ``config.augment``), runs the teacher in eval mode without gradients and the student in training
     mode, and takes an AdamW step on :func:`distillation_loss`; the learning rate follows a one-cycle
     schedule (10 % warm-up to ``config.lr``, cosine decay to nearly zero).

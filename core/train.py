@@ -13,9 +13,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import timm
 import torch
+import torchvision
+from safetensors.torch import save
 from torch import nn
 
+from core.data.augment import augment_batch
 from core.data.fashion_mnist import load_fashion_mnist
 from core.io import atomic_write_bytes, atomic_write_text
 from core.models import create_model
@@ -42,23 +46,6 @@ RECIPES: dict[str, TrainConfig] = {
     "fmnist-vit": TrainConfig(epochs=25, lr=2e-3, weight_decay=0.05, label_smoothing=0.05, augment=False),
     "fmnist-capsnet": TrainConfig(epochs=8, lr=2e-3, weight_decay=0.0),
 }
-
-
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (zero fill) and random horizontal flip, per image."""
-    B, C, H, W = x.shape
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (B,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (B,), generator=gen)
-    rows = (dy[:, None] + torch.arange(H)[None])  # (B, H)
-    cols = (dx[:, None] + torch.arange(W)[None])  # (B, W)
-    out = padded[torch.arange(B)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    out = out.permute(0, 3, 1, 2)
-    flip = torch.rand(B, generator=gen) < 0.5
-    out[flip] = out[flip].flip(-1)
-    # Standard strides: with one channel, .contiguous() would keep the permuted (channels-last) strides, on which
-    # torch's CPU conv backward crashes (double free) for some conv widths, e.g. resampled ones.
-    return out.clone(memory_format=torch.contiguous_format)
 
 
 def normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -123,20 +110,17 @@ def train(name: str, cfg: TrainConfig, out_dir: Path, log=print) -> dict:
         "train_config": asdict(cfg),
         "train_seconds": round(time.time() - t0, 1),
         "command": f"rankscope train {name} --epochs {cfg.epochs} --seed {cfg.seed} --threads {cfg.threads}",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, **_lib_versions()},
+        "versions": library_versions(),
         "machine": f"{platform.machine()} CPU, {cfg.threads} threads",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save
-
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(out_dir / "model.safetensors", save(state))
     atomic_write_text(out_dir / "card.json", json.dumps(card, indent=2) + "\n")
     return card
 
 
-def _lib_versions() -> dict[str, str]:
-    import timm
-    import torchvision
-
-    return {"torchvision": torchvision.__version__, "timm": timm.__version__}
+def library_versions() -> dict[str, str]:
+    """The versions a model card records: ``python``, ``torch``, ``torchvision`` and ``timm``."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__}

@@ -26,8 +26,3 @@ def percent(fraction: float | None) -> str:
 def points(delta: float | None) -> str | None:
     """An accuracy difference in percentage points: -0.0123 -> '-1.23 pp' (None stays None)."""
     return None if delta is None else f"{100 * delta:+.2f} pp"
-
-
-def rank_text(rank) -> str:
-    """8 -> '8'; [8, 4] -> '8x4'."""
-    return "x".join(map(str, rank)) if isinstance(rank, (list, tuple)) else str(rank)

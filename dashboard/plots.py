@@ -29,7 +29,7 @@ def layer_bars(table: pd.DataFrame) -> go.Figure:
 def spectrum(spectra: Sequence, ranks: Sequence[int]) -> go.Figure:
     """Singular values of each truncated mode (log scale), the kept ones coloured, the cut-off marked with the energy kept.
 
-    ``spectra`` are :class:`core.layer_study.Spectrum`; ``ranks`` the chosen rank of each.
+    ``spectra`` are :class:`core.layers.study.Spectrum`; ``ranks`` the chosen rank of each.
     """
     fig = make_subplots(rows=1, cols=len(spectra), subplot_titles=[
         f"{s.mode}: {r} of {len(s.values)} kept, {100 * s.energy_kept(r):.1f} % energy" for s, r in zip(spectra, ranks)])
@@ -47,7 +47,7 @@ def spectrum(spectra: Sequence, ranks: Sequence[int]) -> go.Figure:
 
 
 def error_curve(curve: pd.DataFrame, dense_params: int, chosen: tuple[str, int, float] | None = None) -> go.Figure:
-    """Relative output error of the layer at each rank of ``curve`` (``core.layer_study.error_curve``), placed by the
+    """Relative output error of the layer at each rank of ``curve`` (``core.layers.study.error_curve``), placed by the
     layer's parameters at that rank, so ranks of several modes share one axis; ``chosen`` = (rank text, params, error)."""
     fig = go.Figure()
     fig.add_scatter(x=100 * curve["params"] / dense_params, y=curve["error"], mode="lines+markers+text", name="error",
@@ -76,7 +76,7 @@ def totals(rows: pd.DataFrame) -> go.Figure:
 
 
 def layer_costs(table: pd.DataFrame) -> go.Figure:
-    """Per-layer parameters and FLOPs before and after the plan (``core.plan_cost.PlanCost.layers``)."""
+    """Per-layer parameters and FLOPs before and after the plan (``core.plan.cost.PlanCost.layers``)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters per layer", "FLOPs per layer (one image)"))
     for col, what in enumerate(("params", "flops"), start=1):
         fig.add_bar(x=table["name"], y=table[f"{what}_before"], name="dense", marker_color=GREY, row=1, col=col,

@@ -1,28 +1,27 @@
-"""Session-state keys with their defaults, and the cached calls into ``core`` the pages share.
+"""Session state: the keys every page shares with their defaults, widgets bound to them, the model chosen
+(:class:`Choice`), the sweep grid (:class:`Grid`) and the plan under edit.
 
-Models, datasets, evaluators and built layers are resources (``st.cache_resource``: shared, not
-copied); profiles, tables and accuracies are data (``st.cache_data``: cached by value). Every cached
-function takes the model's registry name and ``arch`` (for uploaded weights), so a rank change
-re-uses the model, its factorizations and the cached activations and only rebuilds one layer.
+The cached calls into ``core`` live apart, in :mod:`dashboard.cached`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-import pandas as pd
 import streamlit as st
-import torch
+from streamlit.runtime.pages_manager import PagesManager
 from torch import nn
 
+from core.decompose import get_method
+from core.decompose.rank import Rank, as_rank, parse_rank, rank_at
 from core.errors import RankscopeError
-from core.layer_eval import INTERACTIVE_SAMPLES, LayerEvaluator
-from core.models import create_model
-from core.profile.context import torch_threads
-from core.plan import LayerEntry, Plan, plan_rank
+from core.evaluate import INTERACTIVE_SAMPLES
+from core.layers.study import default_method
+from core.plan import LayerEntry, Plan, PlanError, kind_of, plan_from_dict, validate_plan
+from core.profile import example_input
 from core.sweep import DEFAULT_FOLDER
+from dashboard.cached import compressible, model_and_cfg, weights_digest
 
 DEFAULTS = {
     "model": "fmnist-resnet",  # the model every page works on: registry name, or file:<path> of an upload
@@ -50,8 +49,6 @@ def init_state() -> None:
     then still treats ``dashboard/pages/`` as a legacy pages folder and runs the page script alone, without
     the navigation and page config, until some script calls ``st.navigation``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
     if PagesManager.uses_pages_directory and not st.session_state.get("_started"):  # once, before any click
         PagesManager.uses_pages_directory = False
         st.rerun()
@@ -93,7 +90,13 @@ class Choice:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The model: the first arguments of every cached call."""
         return self.model, self.arch
+
+    @property
+    def evaluation(self) -> tuple[str, str, str, int, str]:
+        """What the model is scored on: the key of ``cached.plan_evaluator`` and the first arguments of ``cached.plans``."""
+        return self.model, self.arch, self.data, self.samples, self.device
 
 
 def choice() -> Choice:
@@ -103,291 +106,6 @@ def choice() -> Choice:
     return Choice(s["model"], s["arch"], s["data"], int(s["samples"]), int(s["batch"]), int(s["threads"]), s["device"])
 
 
-# --- resources ------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
-def model_and_cfg(name: str, arch: str = ""):
-    """The model (eval mode) and its cfg; raises ``RankscopeError`` for a bad name or checkpoint."""
-    return create_model(name, arch=arch or None)
-
-
-def data_name(name: str, arch: str, data: str) -> str:
-    """The evaluation data asked for, else the model's own dataset ("" when it has none shipped)."""
-    _, cfg = model_and_cfg(name, arch)
-    return data or ("" if cfg.dataset in ("", "imagenet") else cfg.dataset)
-
-
-@st.cache_resource(show_spinner="Loading data…", max_entries=4)
-def test_set(name: str, arch: str, data: str):
-    """The whole evaluation split for the model (``None`` without data)."""
-    from core.data import load_dataset
-
-    _, cfg = model_and_cfg(name, arch)
-    dataset = data_name(name, arch, data)
-    return load_dataset(dataset, cfg) if dataset else None
-
-
-def eval_data(name: str, arch: str, samples: int, data: str = ""):
-    """The seeded evaluation subset (``None`` when the model has no data)."""
-    from core.data import eval_subset
-
-    full = test_set(name, arch, data)
-    return None if full is None else eval_subset(full, samples)
-
-
-@st.cache_resource(show_spinner="Preparing the evaluation batches…", max_entries=4)
-def evaluator(name: str, arch: str, data: str, samples: int, device: str) -> LayerEvaluator | None:
-    """The shared :class:`LayerEvaluator` on the evaluation subset (``None`` without data)."""
-    model, _ = model_and_cfg(name, arch)
-    subset = eval_data(name, arch, samples, data)
-    return None if subset is None else LayerEvaluator(model, subset, device=device)
-
-
-@st.cache_resource(show_spinner="Loading calibration images…", max_entries=4)
-def calibration_data(name: str, arch: str, data: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Model inputs and their labels for data-aware methods and gradient-based pruning scores (training split
-    where available), ``None`` without data."""
-    from core.data import labelled_batch
-
-    _, cfg = model_and_cfg(name, arch)
-    dataset = data_name(name, arch, data)
-    return labelled_batch(dataset, cfg) if dataset else None
-
-
-def calibration_images(name: str, arch: str, data: str) -> torch.Tensor | None:
-    """The inputs of :func:`calibration_data`."""
-    found = calibration_data(name, arch, data)
-    return None if found is None else found[0]
-
-
-@st.cache_resource(show_spinner="Building the layer…", max_entries=256)
-def replacement(name: str, arch: str, data: str, path: str, method: str, rank) -> nn.Module:
-    """The layer at ``path`` rebuilt by ``method`` at ``rank`` (from the cached factorization)."""
-    from core.layer_study import build_layer
-
-    model, _ = model_and_cfg(name, arch)
-    images = calibration_images(name, arch, data) if needs_data(method) else None
-    return build_layer(model, path, method, rank, images=images)
-
-
-def needs_data(method: str) -> bool:
-    from core.decompose import get_method
-
-    return get_method(method).needs_calibration
-
-
-@st.cache_resource(show_spinner="Locating layers…", max_entries=4)
-def sites(name: str, arch: str) -> dict:
-    """Where each compressible layer runs (input size, tokens): ``core.plan_cost.layer_sites``."""
-    from core.plan_cost import layer_sites
-    from core.profile import example_input
-
-    model, cfg = model_and_cfg(name, arch)
-    return layer_sites(model, example_input(cfg, 1), list(compressible(name, arch)["name"]))
-
-
-# --- data -----------------------------------------------------------------------------------
-@st.cache_data(show_spinner="Measuring…", max_entries=16)
-def profile(model_name: str, samples: int, batch: int, threads: int, arch: str = "", data: str = "", device: str = "cpu") -> dict:
-    """The baseline profile of a model as a dict (see ``core.profile.ProfileResult.to_dict``)."""
-    from core.profile import profile_model
-
-    model, cfg = model_and_cfg(model_name, arch)
-    return profile_model(model, cfg, dataset=eval_data(model_name, arch, samples, data), batch=batch, threads=threads,
-                         device=device).to_dict()
-
-
-@st.cache_data(show_spinner="Counting…", max_entries=16)
-def baseline_counts(name: str, arch: str) -> dict:
-    """Parameters and FLOPs per sample of the dense model."""
-    from core.profile import count_flops, count_params, example_input
-
-    model, cfg = model_and_cfg(name, arch)
-    return {"params": count_params(model), "flops": int(count_flops(model, example_input(cfg, 1)).per_sample)}
-
-
-@st.cache_data(show_spinner="Listing layers…", max_entries=16)
-def layers(model_name: str, arch: str = "") -> pd.DataFrame:
-    """The per-layer table of ``core.layers.describe_layers``."""
-    from core.layers import describe_layers
-
-    model, cfg = model_and_cfg(model_name, arch)
-    return describe_layers(model, cfg)
-
-
-@st.cache_data(show_spinner="Listing layers…", max_entries=16)
-def compressible(name: str, arch: str = "") -> pd.DataFrame:
-    """The rows of :func:`layers` that some decomposition method applies to."""
-    table = layers(name, arch)
-    return table[table["methods"].map(len) > 0].reset_index(drop=True)
-
-
-@st.cache_data(show_spinner="Timing every layer…", max_entries=16)
-def layer_latencies(name: str, arch: str, batch: int, threads: int) -> dict[str, float]:
-    """Median ms of each compressible layer's own forward inside the model, at ``batch``."""
-    from core.profile import example_input, measure_layer_latency
-
-    model, cfg = model_and_cfg(name, arch)
-    timed = measure_layer_latency(model, example_input(cfg, batch), list(compressible(name, arch)["name"]),
-                                  threads=threads, repeats=10)
-    return {path: result.median_ms for path, result in timed.items()}
-
-
-@st.cache_data(show_spinner="Hashing the weights…", max_entries=16)
-def weights_digest(name: str, arch: str) -> str:
-    """``core.plan.weights_hash`` of the model, recorded in exported plans."""
-    from core.plan import weights_hash
-
-    return weights_hash(model_and_cfg(name, arch)[0])
-
-
-@st.cache_data(show_spinner="Scoring the model…", max_entries=64)
-def accuracy(name: str, arch: str, data: str, samples: int, device: str, threads: int, plan_text: str) -> dict | None:
-    """Top-1, top-5 and loss on the evaluation subset with the plan applied (``None`` without data).
-
-    A plan of decompositions only swaps its layers in and runs only the network after the first changed
-    layer, on cached activations; a plan with attention or channel-group entries is built whole.
-    """
-    from core.plan import loads_plan
-    from core.profile.accuracy import evaluate
-
-    ev = evaluator(name, arch, data, samples, device)
-    if ev is None:
-        return None
-    plan = loads_plan(plan_text)
-    with torch_threads(threads):
-        if not plan.groups and all(is_decomposition(e.method) for e in plan.layers.values()):
-            swapped = {p: replacement(name, arch, data, p, e.method, rank_key(e.rank)) for p, e in plan.layers.items()}
-            result = ev.evaluate(swapped)
-        else:
-            result = evaluate(planned_model(name, arch, data, plan_text), eval_data(name, arch, samples, data), device=device)
-    return {"accuracy": result.top1, "top5": result.top5, "loss": result.loss, "samples": result.samples}
-
-
-def is_decomposition(method: str) -> bool:
-    """Whether a plan entry's method is a layer decomposition (not an attention variant or a channel-group density)."""
-    from core.plan_kinds import ATTENTION, GROUP_METHODS
-
-    return method not in (ATTENTION, *GROUP_METHODS)
-
-
-@st.cache_resource(show_spinner="Building the planned model…", max_entries=16)
-def planned_model(name: str, arch: str, data: str, plan_text: str) -> nn.Module:
-    """The model with the whole plan applied by ``core.plan.apply_plan`` (raises ``RankscopeError``)."""
-    from core.plan import apply_plan, loads_plan
-    from core.plan_kinds import data_needs
-    from core.profile import example_input
-
-    model, cfg = model_and_cfg(name, arch)
-    plan = loads_plan(plan_text)
-    calibration = labels = None
-    if data_needs(plan)[0]:
-        found = calibration_data(name, arch, data)
-        if found is None:
-            raise RankscopeError("this plan needs calibration data: choose evaluation data on the Model page")
-        calibration, labels = found
-    return apply_plan(model, plan, calibration=calibration, labels=labels, example=example_input(cfg, 1))[0]
-
-
-@st.cache_data(show_spinner="Counting…", max_entries=64)
-def planned_counts(name: str, arch: str, data: str, plan_text: str) -> dict:
-    """Parameters and FLOPs per sample of :func:`planned_model`, counted on the built model."""
-    from core.profile import count_flops, count_params, example_input
-
-    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
-    return {"params": count_params(model), "flops": int(count_flops(model, example_input(cfg, 1)).per_sample)}
-
-
-@st.cache_data(show_spinner="Timing the model…", max_entries=64)
-def planned_latency(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> float:
-    """Median latency (ms) of :func:`planned_model` at ``batch`` (the dense model for an empty plan)."""
-    from core.profile import example_input, measure_latency
-
-    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
-    return measure_latency(model, example_input(cfg, batch), threads=threads, device=device).median_ms
-
-
-@st.cache_data(show_spinner="Measuring peak memory (a fresh process)…", max_entries=64)
-def planned_memory(name: str, arch: str, data: str, plan_text: str, batch: int, threads: int, device: str) -> float:
-    """Peak memory (MB) of one forward pass of :func:`planned_model` (``core.profile.measure_memory``)."""
-    from core.profile import example_input, measure_memory
-
-    model, cfg = planned_model(name, arch, data, plan_text), model_and_cfg(name, arch)[1]
-    return measure_memory(model, example_input(cfg, batch), threads=threads, device=device).peak_mb
-
-
-def memory_on_request(c: Choice, plan_texts: list[str], label: str = "Measure peak memory") -> list[float] | None:
-    """Peak memory of each plan's model once the user has asked for these plans (a button; the measurement runs
-    a fresh process per model, seconds each), else ``None``; asked-for plans stay measured (cached)."""
-    asked = st.session_state.setdefault("memory_asked", set())
-    key = (c.key, c.data, tuple(plan_texts), c.batch, c.threads, c.device)
-    if st.button(label, help="runs each model once in a fresh process and reads its peak resident memory"):
-        asked.add(key)
-    if key not in asked:
-        return None
-    return [planned_memory(c.model, c.arch, c.data, text, c.batch, c.threads, c.device) for text in plan_texts]
-
-
-@st.cache_data(show_spinner="Timing the layer…", max_entries=64)
-def layer_latency(name: str, arch: str, data: str, path: str, method: str, rank, batch: int, threads: int) -> float:
-    """Median ms of the rebuilt layer's forward on the input it gets at ``batch`` (the dense layer for method "")."""
-    from core.layer_study import layer_input
-    from core.profile import example_input, measure_latency
-
-    model, cfg = model_and_cfg(name, arch)
-    module = replacement(name, arch, data, path, method, rank) if method else model.get_submodule(path)
-    x = layer_input(model, path, example_input(cfg, batch))
-    return measure_latency(module, x, threads=threads, repeats=10).median_ms
-
-
-@st.cache_data(show_spinner="Reading the spectrum…", max_entries=32)
-def spectra(name: str, arch: str, data: str, path: str, method: str) -> list:
-    """The layer's spectra for ``method`` (``core.layer_study.spectra``)."""
-    from core.decompose import get_method
-    from core.layer_study import layer_input, spectra as layer_spectra
-
-    model, _ = model_and_cfg(name, arch)
-    calibration = None
-    if needs_data(method):
-        calibration = layer_input(model, path, calibration_images(name, arch, data))
-    return layer_spectra(get_method(method), model.get_submodule(path), calibration)
-
-
-@st.cache_resource(show_spinner="Capturing the layer's inputs…", max_entries=8)
-def probe_inputs(name: str, arch: str, data: str, samples: int, path: str) -> torch.Tensor:
-    """What the layer receives from up to 128 evaluation images (seeded random images without data)."""
-    from core.layer_study import layer_input
-    from core.profile import example_input
-
-    model, cfg = model_and_cfg(name, arch)
-    ev = evaluator(name, arch, data, samples, "cpu")
-    images = ev.batches[0][0][:128] if ev is not None else example_input(cfg, 16)
-    return layer_input(model, path, images)
-
-
-@st.cache_data(show_spinner="Building the layer at a range of ranks…", max_entries=32)
-def error_curve(name: str, arch: str, data: str, samples: int, path: str, method: str) -> pd.DataFrame:
-    """Output error of the layer versus rank on :func:`probe_inputs` (``core.layer_study.error_curve``)."""
-    from core.decompose import get_method
-    from core.layer_study import curve_points, error_curve as curve, layer_input, rank_grid
-
-    model, _ = model_and_cfg(name, arch)
-    module, m = model.get_submodule(path), get_method(method)
-    calibration = layer_input(model, path, calibration_images(name, arch, data)) if m.needs_calibration else None
-    return curve(module, m, probe_inputs(name, arch, data, samples, path), rank_grid(m, module, curve_points(m)),
-                 calibration=calibration)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def layer_error(name: str, arch: str, data: str, samples: int, path: str, method: str, rank) -> float:
-    """Output error of the layer rebuilt at ``rank`` on :func:`probe_inputs`."""
-    from core.layer_study import output_error
-
-    model, _ = model_and_cfg(name, arch)
-    built = replacement(name, arch, data, path, method, rank)
-    return output_error(model.get_submodule(path), built, probe_inputs(name, arch, data, samples, path))
-
-
-# --- sensitivity sweeps (core.sweep), read from and written to the on-disk sweep cache ---------------
 @dataclass(frozen=True)
 class Grid:
     """The sweep the Sensitivity page chose; the Plan page's allocators use the same one."""
@@ -410,62 +128,19 @@ def grid(c: Choice) -> Grid:
     return Grid(s["sweep_layers"], s["sweep_methods"], int(s["sweep_points"]))
 
 
-def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
-    """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
-
-    ``latency`` times every point at the chosen batch and threads. Raises ``RankscopeError`` without evaluation
-    data, for a bad grid, and ``Cancelled`` when ``cancel()`` says so.
-    """
-    from core.sweep import SweepCache, data_key, sweep
-
-    dataset = data_name(c.model, c.arch, c.data)
-    if not dataset:
-        raise RankscopeError("a sweep measures accuracy: choose evaluation data on the Model page")
-    cache = SweepCache(data_key(dataset, c.samples, 0), Path(st.session_state["sweep_folder"]))
-    with torch_threads(c.threads):
-        return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
-                     methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch, cache=cache,
-                     progress=progress, cancel=cancel)
-
-
-def swept(c: Choice, g: Grid, latency: bool = False) -> pd.DataFrame | None:
-    """The sweep table of grid ``g`` when the sweep cache holds every row of it, else ``None`` (nothing is computed)."""
-    from core.profile import Cancelled
-
-    try:
-        return _cached_sweep(c, g, latency, st.session_state["sweep_folder"])
-    except Cancelled:
-        return None
-
-
-@st.cache_data(show_spinner="Reading the sweep cache…", max_entries=16)
-def _cached_sweep(c: Choice, g: Grid, latency: bool, folder: str) -> pd.DataFrame:
-    """A sweep asked to stop before its first row: the table when no row is missing, else ``Cancelled`` (not cached)."""
-    return run_sweep(c, g, latency=latency, cancel=lambda: True)
-
-
 # --- the plan being edited -------------------------------------------------------------------
-def rank_key(rank):
-    """A rank as a hashable cache key (lists become tuples)."""
-    return tuple(rank) if isinstance(rank, list) else rank
-
-
 def plan_entries(c: Choice) -> dict[str, dict]:
-    """The plan under edit for the chosen model: ``{path or group: {"method", "rank", "density", "options", "variant"}}``;
-    started on first use with every compressible layer at half rank."""
-    from core.decompose import get_method
-    from core.layer_study import default_method, rank_at
-
+    """The plan under edit for the chosen model: ``{path: {"method", "rank", "density", "options", "variant"}}``
+    (method ``None``: the layer stays dense; a rank may be text as typed until it reads as one); started on
+    first use with every compressible layer at half rank."""
     s = st.session_state
     if s.get("plan_for") != c.key:
         model, _ = model_and_cfg(*c.key)
         entries = {}
         for path in compressible(*c.key)["name"]:
-            module = model.get_submodule(path)
-            method = default_method(module)
+            method = default_method(model.get_submodule(path))
             if method is not None:
-                rank = rank_at(get_method(method), module, 0.5)
-                entries[path] = session_entry(LayerEntry(method, plan_rank(rank)))
+                entries[path] = session_entry(LayerEntry(method, rank_for(model, path, method, 0.5)))
         s["plan_entries"], s["plan_groups"], s["plan_for"], s["history"] = entries, {}, c.key, []
         s["plan_version"] = s.get("plan_version", 0) + 1
     return s["plan_entries"]
@@ -500,8 +175,69 @@ def set_plan(plan: Plan) -> None:
     set_plan_entries({p: session_entry(e) for p, e in plan.layers.items()})
 
 
+def rank_for(model: nn.Module, path: str, method: str, fraction: float) -> Rank | None:
+    """``fraction`` of the layer's full rank for ``method``; ``None`` where the method does not apply (validation says why)."""
+    module, m = model.get_submodule(path), get_method(method)
+    return None if m.check(module) is not None else rank_at(m, module, fraction)
+
+
+def scale_ranks(c: Choice, fraction: float) -> None:
+    """Every decomposition entry of the plan under edit at ``fraction`` of its full rank."""
+    model, _ = model_and_cfg(*c.key)
+    set_plan_entries({p: {**e, "rank": rank_for(model, p, e["method"], fraction)} if _is_decomposition(e) else e
+                      for p, e in plan_entries(c).items()})
+
+
+def method_everywhere(c: Choice, method: str, paths: Sequence[str], fraction: float) -> None:
+    """``method`` at ``fraction`` of full rank for each of ``paths`` it applies to."""
+    model, _ = model_and_cfg(*c.key)
+    new = dict(plan_entries(c))
+    for path in paths:
+        rank = rank_for(model, path, method, fraction)
+        if rank is not None:
+            new[path] = {**new.get(path, {}), "method": method, "rank": rank}
+    set_plan_entries(new)
+
+
+def edit_entries(c: Choice, changes: dict[str, dict], fraction: float) -> None:
+    """Apply ``{path: {"method": name or None (dense), "rank": text}}`` to the plan under edit; a new method starts
+    at ``fraction`` of full rank, a rank that does not read as one is kept as typed (:func:`current_plan` says why)."""
+    model, _ = model_and_cfg(*c.key)
+    new = dict(plan_entries(c))
+    for path, change in changes.items():
+        entry = dict(new.get(path) or {"method": None, "rank": None, "density": None, "options": {}, "variant": None})
+        if "method" in change:
+            entry["method"] = change["method"]
+            entry["rank"] = rank_for(model, path, entry["method"], fraction) if entry["method"] else None
+        if "rank" in change and entry["method"]:
+            try:
+                entry["rank"] = parse_rank(change["rank"])
+            except RankscopeError:
+                entry["rank"] = str(change["rank"])
+        new[path] = entry
+    set_plan_entries(new)
+
+
+def set_rank(c: Choice, path: str, values: Sequence[int]) -> None:
+    """One entry's rank from one value per mode (its widgets stay: no re-seeding)."""
+    entry = plan_entries(c)[path]
+    st.session_state["plan_entries"] = {**plan_entries(c), path: {**entry, "rank": as_rank(get_method(entry["method"]), values)}}
+
+
+def remove_other_kinds(c: Choice) -> None:
+    """Drop the attention variants and channel groups from the plan under edit."""
+    set_plan_groups({})
+    set_plan_entries({p: e for p, e in plan_entries(c).items() if not e.get("method") or _is_decomposition(e)})
+
+
+def _is_decomposition(e: dict) -> bool:
+    return bool(e.get("method")) and kind_of(e["method"]) == "decomposition"
+
+
 def _entry(e: dict) -> LayerEntry:
-    return LayerEntry(e["method"], e["rank"], e.get("density"), e.get("options") or {}, e.get("variant"))
+    """A session entry as a plan entry (raises ``RankscopeError`` for a rank that does not read as one)."""
+    rank = None if e["rank"] is None else parse_rank(e["rank"])
+    return LayerEntry(e["method"], rank, e.get("density"), e.get("options") or {}, e.get("variant"))
 
 
 def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]]:
@@ -510,51 +246,25 @@ def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]
     Every problem (``"path: what"``, from ``core.plan``'s checks) leaves its layer out of the plan:
     a layer stays dense until its entry is fixed.
     """
-    from core.plan import PlanError, plan_from_dict, validate_plan
-    from core.profile import example_input
-
     model, cfg = model_and_cfg(*c.key)
-    wanted = Plan(c.model, {p: _entry(e) for p, e in plan_entries(c).items() if e.get("method")},
-                  groups={g: _entry(e) for g, e in plan_groups(c).items()})
+    layers, problems = {}, []
+    for path, e in plan_entries(c).items():
+        try:
+            if e.get("method"):
+                layers[path] = _entry(e)
+        except RankscopeError as err:
+            problems.append(f"{path}: {err}")
+    wanted = Plan(c.model, layers, groups={g: _entry(e) for g, e in plan_groups(c).items()})
     try:
-        problems = validate_plan(plan_from_dict(wanted.to_dict()), model, example_input(cfg, 1))
+        problems += validate_plan(plan_from_dict(wanted.to_dict()), model, example_input(cfg, 1))
     except PlanError as err:
-        problems = err.problems
+        problems += err.problems
     bad = {p.split(":")[0] for p in problems}
-    plan = Plan(c.model, {p: e for p, e in wanted.layers.items() if p not in bad},
-                groups={g: e for g, e in wanted.groups.items() if g not in bad})
-    if with_hash:
-        plan.weights_hash = weights_digest(*c.key)
-    return plan, problems
+    plan = replace(wanted, layers={p: e for p, e in wanted.layers.items() if p not in bad},
+                   groups={g: e for g, e in wanted.groups.items() if g not in bad})
+    return (replace(plan, weights_hash=weights_digest(*c.key)) if with_hash else plan), problems
 
 
 def history() -> list[dict]:
-    """Configurations evaluated in this session, oldest first (see the Plan page)."""
+    """Configurations evaluated in this session, oldest first (see the Plan page); ``"plan"`` is the :class:`Plan`."""
     return st.session_state.setdefault("history", [])
-
-
-# --- channel groups (core.resample, core.prune) ------------------------------------------------
-@st.cache_data(show_spinner="Finding channel groups and their spectra…", max_entries=16)
-def capacities(name: str, arch: str, energy: float) -> pd.DataFrame:
-    """Every channel group with its capacity estimate (``core.resample.capacity``) and whether pruning can take it."""
-    from core.prune import prunable_groups
-    from core.profile import example_input
-    from core.resample import capacity
-
-    model, cfg = model_and_cfg(name, arch)
-    table = capacity(model, example_input(cfg, 1), energy)
-    try:
-        prunable = set(prunable_groups(model, example_input(cfg, 1)))
-    except RankscopeError:  # e.g. a capsule network: Torch-Pruning cannot take it
-        prunable = set()
-    return table.assign(prunable=table["group"].isin(prunable))
-
-
-@st.cache_data(show_spinner="Reading the channel spectrum…", max_entries=64)
-def group_spectrum(name: str, arch: str, group: str) -> pd.DataFrame:
-    """``core.resample.group_spectrum`` of one group."""
-    from core.profile import example_input
-    from core.resample import group_spectrum as spectrum
-
-    model, cfg = model_and_cfg(name, arch)
-    return spectrum(model, example_input(cfg, 1), group)

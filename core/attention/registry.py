@@ -16,6 +16,8 @@ from torch import nn
 from core.attention._base import AttentionVariant
 from core.errors import RankscopeError, close_matches_hint
 from core.layers import set_module
+from core.options import keyword_defaults
+from core.profile.latency import capture_inputs
 
 _VARIANTS: dict[str, type[AttentionVariant]] = {}
 
@@ -45,8 +47,6 @@ def get_variant(name: str) -> type[AttentionVariant]:
 
 def variant_options(name: str) -> dict[str, Any]:
     """The hyperparameters variant ``name`` takes, with their defaults (e.g. ``{"rank": 8, "steps": 6, ...}``)."""
-    from core.decompose._base import keyword_defaults
-
     return keyword_defaults(get_variant(name).__init__)
 
 
@@ -100,8 +100,6 @@ def swap_model(model: nn.Module, variant: str, *, seq_len: int | None = None, ca
     seq_len : tokens per sequence; read from a timm ``VisionTransformer`` when not given.
     calibration : a batch of MODEL inputs; each attention is calibrated on the tokens it receives from it.
     """
-    from core.profile.latency import capture_inputs
-
     paths = [p for p in attention_paths(model) if isinstance(model.get_submodule(p), TimmAttention)]
     if not paths:
         raise RankscopeError(f"{type(model).__name__} has no timm Attention module to swap")

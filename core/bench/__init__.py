@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+from core.bench import allocate, attention, dashboard, resample, sweep
+
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the ``rankscope`` parser's sub-commands."""
-    from core.bench import allocate, attention, dashboard, resample, sweep
-
     bench = sub.add_parser("bench", help="benchmarks: timings measured in this process, printed")
     kinds = bench.add_subparsers(dest="bench", required=True)
     allocate.add_parser(kinds)

@@ -25,7 +25,6 @@ top-1 without fine-tuning, over every model and budget).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from core import argtypes
+from core.data import eval_subset, load_dataset
+from core.errors import RankscopeError
+from core.models import create_model
+from core.plan import apply_plan
+from core.profile import ab_latency, count_flops, evaluate, example_input
+from core.profile.context import torch_threads
+from core.recovery import RecoveryConfig, recover
+from core.sweep import SweepCache, data_key, layer_methods, sweep
+from core.sweep.allocate import allocate
+from core.sweep.budget import Problem, Target
 from core.sweep.cache import DEFAULT_FOLDER
 
 BUDGETS = (0.25, 0.5, 0.75)
@@ -70,20 +80,6 @@ class ModelBench:
         return [self.top1[("rankscope", b)] > self.top1[("greedy", b)] for b in budgets]
 
 
-def ab_latency(first: nn.Module, second: nn.Module, example: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median milliseconds of ``first(example)`` and ``second(example)``, timed alternately after 3 warm-up calls each."""
-    from core.profile.latency import time_calls
-
-    cpu, times = torch.device("cpu"), ([], [])
-    with torch.inference_mode():
-        for model in (first, second):
-            time_calls(lambda: model(example), warmup=3, repeats=1, device=cpu)
-        for _ in range(repeats):
-            for model, samples in zip((first, second), times):
-                samples += time_calls(lambda: model(example), warmup=0, repeats=1, device=cpu)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 @dataclass
 class _Setup:
     """One model's data and sweep table, and how each allocator is run on them."""
@@ -100,11 +96,6 @@ class _Setup:
     def plan(self, allocator: str, target: Any) -> Any:
         """``allocator``'s :class:`~core.sweep.budget.Allocation`: rankscope on the mixed methods, refined; the
         others on each layer's default method."""
-        from core.profile import example_input
-        from core.sweep import layer_methods
-        from core.sweep.allocate import allocate
-        from core.sweep.budget import Problem
-
         mixed = allocator == "rankscope"
         problem = Problem(self.model, self.name, example_input(self.cfg, 1), target, self.table,
                           None if mixed else layer_methods(self.model), self.refine_data if mixed else None, self.evaluations)
@@ -112,18 +103,12 @@ class _Setup:
 
     def compressed(self, allocation: Any) -> nn.Module:
         """The model with ``allocation``'s plan applied."""
-        from core.plan import apply_plan
-
         return apply_plan(self.model, allocation.plan)[0]
 
 
 def _setup(name: str, samples: int | None, sweep_samples: int, refine_samples: int, evaluations: int, points: int,
            latency_batch: int, seed: int, cache_dir: str) -> _Setup:
     """Step 1 of the module docstring: load ``name`` and its data, sweep (through the disk cache)."""
-    from core.data import eval_subset, load_dataset
-    from core.models import create_model
-    from core.sweep import SweepCache, data_key, sweep
-
     model, cfg = create_model(name)
     train = load_dataset(cfg.dataset, cfg, split="train")
     chosen_on = eval_subset(train, sweep_samples, seed)
@@ -140,11 +125,8 @@ def _speed(setup: _Setup, kept: dict[str, Any], top1: dict[str, float], latency_
 
     ``top1`` holds the test top-1 of ``kept``'s plans; rankscope-latency's is measured here.
     """
-    from core.profile import count_flops, evaluate, example_input
-    from core.sweep.budget import Problem, Target
-
     costs = Problem(setup.model, setup.name, example_input(setup.cfg, 1), Target("latency", 1.0), setup.table).costs
-    reached = costs.total({layer: (e.method, tuple(e.rank) if isinstance(e.rank, list) else e.rank)
+    reached = costs.total({layer: (e.method, e.rank)
                            for layer, e in kept["rankscope"].plan.layers.items()}) / costs.base
     kept = kept | {LATENCY: setup.plan("rankscope", Target("latency", min(reached, 1.0)))}
     example = torch.stack([setup.test[i % len(setup.test)][0] for i in range(latency_batch)])  # (B, C, H, W)
@@ -166,11 +148,6 @@ def bench_model(name: str, *, budgets: tuple[float, ...] = BUDGETS, samples: int
 
     Each ``recover_at`` budget must be one of ``budgets``; step 4 runs at the budget closest to 0.5.
     """
-    from core.errors import RankscopeError
-    from core.profile import evaluate
-    from core.recovery import RecoveryConfig, recover
-    from core.sweep.budget import Target
-
     if not set(recover_at) <= set(budgets):
         raise RankscopeError(f"recovery budgets {list(recover_at)} must be among the budgets {list(budgets)}")
     start = time.perf_counter()
@@ -214,8 +191,6 @@ def format_model(r: ModelBench) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from core.profile.context import torch_threads
-
     def log(text: str) -> None:
         if args.verbose:
             print(text, flush=True)
@@ -234,22 +209,20 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench allocate``."""
-    from core.cli import _fraction, _positive, _threads
-
     p = kinds.add_parser("allocate", help="allocators at 25/50/75 %% of the FLOPs: accuracy, after recovery, realised speed")
     p.add_argument("models", nargs="*", default=["fmnist-resnet", "fmnist-vit"], help="shipped models")
-    p.add_argument("--budgets", nargs="+", type=_fraction("--budgets"), default=list(BUDGETS), help="FLOPs fractions to keep")
-    p.add_argument("--samples", type=_positive("--samples"), default=None, help="test images scored (default: all)")
-    p.add_argument("--sweep-samples", type=_positive("--sweep-samples"), default=1000, help="training images the sweep scores")
-    p.add_argument("--refine-samples", type=_positive("--refine-samples"), default=500,
+    p.add_argument("--budgets", nargs="+", type=argtypes.fraction("--budgets"), default=list(BUDGETS), help="FLOPs fractions to keep")
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=None, help="test images scored (default: all)")
+    p.add_argument("--sweep-samples", type=argtypes.positive("--sweep-samples"), default=1000, help="training images the sweep scores")
+    p.add_argument("--refine-samples", type=argtypes.positive("--refine-samples"), default=500,
                    help="of those, the images rankscope's refinement scores whole models on")
     p.add_argument("--evaluations", type=int, default=40, help="whole-model evaluations of the refinement (0: none)")
-    p.add_argument("--points", type=_positive("--points"), default=10, help="ranks per layer and method")
-    p.add_argument("--recover", nargs="*", type=_fraction("--recover"), default=[0.5], help="budgets whose best plan is recovered")
+    p.add_argument("--points", type=argtypes.positive("--points"), default=10, help="ranks per layer and method")
+    p.add_argument("--recover", nargs="*", type=argtypes.fraction("--recover"), default=[0.5], help="budgets whose best plan is recovered")
     p.add_argument("--steps", type=int, default=300, help="fine-tune steps of the recovery (0: BatchNorm re-calibration only)")
-    p.add_argument("--latency-batch", type=_positive("--latency-batch"), default=32, help="batch of the latency timings")
-    p.add_argument("--repeats", type=_positive("--repeats"), default=30, help="interleaved timed calls per model")
-    p.add_argument("--threads", type=_threads, default=None,
+    p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=32, help="batch of the latency timings")
+    p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=30, help="interleaved timed calls per model")
+    p.add_argument("--threads", type=argtypes.threads, default=None,
                    help="CPU threads (default: torch's, all cores; 1 times latency as on a single phone core)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and test subsets and of the recovery")
     p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="sweep cache folder")

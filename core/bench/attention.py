@@ -21,6 +21,16 @@ import time
 from typing import Any
 
 import pandas as pd
+import torch
+from timm.layers import Attention
+
+from core import argtypes
+from core.attention import list_variants, swap_attention, swap_model
+from core.data import eval_subset, load_dataset
+from core.models import create_model
+from core.profile import count_flops, count_params, evaluate, measure_latency, measure_memory
+from core.profile.context import torch_threads
+from core.recovery import RecoveryConfig, distill
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 BASELINE = "softmax"
@@ -57,12 +67,6 @@ def length_sweep(variants: list[str], lengths: list[int] | tuple[int, ...] = LEN
         peak), ``activation_mb`` (forward peak alone), ``gflops``, ``memory_method``, ``backend`` (SDPA
         kernel, softmax only), and ``latency_ratio``, ``memory_ratio``, ``flops_ratio`` to softmax.
     """
-    import torch
-    from timm.layers import Attention
-
-    from core.attention import swap_attention
-    from core.profile import count_flops, measure_latency, measure_memory
-
     hyper = hyper or {}
     names = [BASELINE] + [v for v in variants if v != BASELINE]
     torch.manual_seed(seed)
@@ -103,13 +107,6 @@ def accuracy_table(variants: list[str], *, model_name: str = "fmnist-vit", sampl
         Rows ``variant``, ``params``, ``zero_shot``, ``fine_tuned`` (top-1 in %), ``gap_points``
         (the model's top-1 minus ``fine_tuned``), ``finetune_s``; and the model's own top-1 in %.
     """
-    from core.attention import swap_model
-    from core.data import eval_subset, load_dataset
-    from core.models import create_model
-    from core.profile import count_params, evaluate
-    from core.profile.context import torch_threads
-    from core.recovery import RecoveryConfig, distill
-
     hyper = hyper or {}
     model, cfg = create_model(model_name)
     test = eval_subset(load_dataset(cfg.dataset, cfg), samples)
@@ -162,10 +159,6 @@ def target_lines(sweep: pd.DataFrame, accuracy: pd.DataFrame) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
-    from core.attention import list_variants
-
     variants = args.variants or list_variants()
     start = time.perf_counter()
     sweep = length_sweep(variants, args.lengths, dim=args.dim, heads=args.heads, batch=args.batch, threads=args.threads,
@@ -198,23 +191,21 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench attention``."""
-    from core.cli import _positive, _threads
-
     p = kinds.add_parser("attention", help="attention variants vs softmax: latency, memory, FLOPs by length; fmnist-vit accuracy")
     p.add_argument("--variants", nargs="+", help="variants to compare (default: all; softmax is always measured)")
-    p.add_argument("--lengths", nargs="+", type=_positive("--lengths"), default=list(LENGTHS), help="sequence lengths")
-    p.add_argument("--dim", type=_positive("--dim"), default=64, help="layer width C (default 64, as fmnist-vit)")
-    p.add_argument("--heads", type=_positive("--heads"), default=4, help="attention heads (default 4)")
-    p.add_argument("--batch", type=_positive("--batch"), default=1, help="sequences per input (default 1)")
-    p.add_argument("--repeats", type=_positive("--repeats"), default=3, help="timed calls per point")
+    p.add_argument("--lengths", nargs="+", type=argtypes.positive("--lengths"), default=list(LENGTHS), help="sequence lengths")
+    p.add_argument("--dim", type=argtypes.positive("--dim"), default=64, help="layer width C (default 64, as fmnist-vit)")
+    p.add_argument("--heads", type=argtypes.positive("--heads"), default=4, help="attention heads (default 4)")
+    p.add_argument("--batch", type=argtypes.positive("--batch"), default=1, help="sequences per input (default 1)")
+    p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=3, help="timed calls per point")
     p.add_argument("--memory", choices=["torch-profiler", "child-rss", "auto"], default="torch-profiler",
                    help="memory method (child-rss: a process per point, minutes longer)")
-    p.add_argument("--samples", type=_positive("--samples"), default=2000, help="fmnist-vit test images scored")
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=2000, help="fmnist-vit test images scored")
     p.add_argument("--steps", type=int, default=FINETUNE["steps"], help="fine-tune steps per variant (0: zero-shot only)")
-    p.add_argument("--finetune-batch", type=_positive("--finetune-batch"), default=FINETUNE["batch_size"], help="fine-tune batch")
+    p.add_argument("--finetune-batch", type=argtypes.positive("--finetune-batch"), default=FINETUNE["batch_size"], help="fine-tune batch")
     p.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tune peak learning rate")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads of the length sweep (default: torch's)")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads of the length sweep (default: torch's)")
     # fmnist-vit's small matmuls train faster on one thread of a busy 2-core machine than on two
     # (0.22 s against 0.93 s a step of batch 128, measured), and the bench must fit in 10 minutes.
-    p.add_argument("--finetune-threads", type=_threads, default=1, help="CPU threads of the fine-tunes and evaluations (default 1)")
+    p.add_argument("--finetune-threads", type=argtypes.threads, default=1, help="CPU threads of the fine-tunes and evaluations (default 1)")
     p.set_defaults(func=run)

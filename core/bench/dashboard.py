@@ -4,7 +4,7 @@ For each shipped model, on its default evaluation subset, and for a few of its l
 last compressible layer in forward order, or all with ``--all-layers``):
 
 - **cached**: what the dashboard does when a rank slider moves: build the layer at the new rank from the
-  cached factorization and score the model with :class:`core.layer_eval.LayerEvaluator`, which runs only
+  cached factorization and score the model with :class:`core.evaluate.cached.LayerEvaluator`, which runs only
   the network after the layer on cached activations (both caches warmed by one earlier rank change);
 - **scratch**: re-running everything: :func:`core.plan.apply_plan` of a one-layer plan with the
   factorization cache emptied, then :func:`core.profile.evaluate` of the whole model;
@@ -22,7 +22,15 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from core.layer_eval import INTERACTIVE_SAMPLES, LayerEvaluator
+from core import argtypes
+from core.data import eval_subset, load_dataset
+from core.decompose import CACHE, applicable_methods, get_method
+from core.decompose.rank import plan_value, rank_at
+from core.evaluate.cached import INTERACTIVE_SAMPLES, LayerEvaluator
+from core.models import create_model, list_models
+from core.plan import LayerEntry, Plan, apply_plan
+from core.profile import evaluate
+from core.profile.context import torch_threads
 
 FRACTIONS = (0.25, 0.5, 0.125, 0.375, 0.75, 0.0625, 0.625)  # the ranks a run cycles through, as fractions of full rank
 
@@ -54,14 +62,6 @@ def _timed(fn) -> float:
 def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int = 5, all_layers: bool = False,
                 threads: int | None = None) -> list[BenchRow]:
     """Time the three paths on layers of the shipped model ``name``; one :class:`BenchRow` per layer."""
-    from core.data import eval_subset, load_dataset
-    from core.decompose import CACHE, applicable_methods, get_method
-    from core.layer_study import rank_at
-    from core.models import create_model
-    from core.plan import LayerEntry, Plan, apply_plan, plan_rank
-    from core.profile import evaluate
-    from core.profile.context import torch_threads
-
     model, cfg = create_model(name)
     dataset = eval_subset(load_dataset(cfg.dataset, cfg), samples)
     layers = []  # (path, the first data-free method that applies) in forward order
@@ -84,7 +84,7 @@ def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int =
             def scratch(rank, cold: bool) -> None:
                 if cold:
                     CACHE.clear()
-                value = plan_rank(rank)
+                value = plan_value(rank)
                 new, _ = apply_plan(model, Plan(name, {path: LayerEntry(method_name, value)}))
                 evaluate(new, dataset)
 
@@ -124,8 +124,6 @@ def format_summary(rows: list[BenchRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from core.models import list_models
-
     rows = []
     for name in args.models or list_models():
         mine = bench_model(name, samples=args.samples, repeats=args.repeats, all_layers=args.all_layers, threads=args.threads)
@@ -137,14 +135,12 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench dashboard``."""
-    from core.cli import _positive, _threads
-
     p = kinds.add_parser("dashboard", help="time from a rank change to updated accuracy: cached activations vs from scratch")
     p.add_argument("models", nargs="*", help="shipped models (default: all)")
-    p.add_argument("--samples", type=_positive("--samples"), default=INTERACTIVE_SAMPLES,
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=INTERACTIVE_SAMPLES,
                    help=f"evaluation subset size (default: the dashboard's, {INTERACTIVE_SAMPLES})")
-    p.add_argument("--repeats", type=_positive("--repeats"), default=5, help="timed rank changes per layer and path (median)")
+    p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=5, help="timed rank changes per layer and path (median)")
     p.add_argument("--all-layers", action="store_true", help="every compressible layer, not first/middle/last")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     p.set_defaults(func=run)

@@ -25,6 +25,15 @@ from typing import Any
 import pandas as pd
 import torch
 
+from core import argtypes
+from core.data import eval_subset, labelled_batch, load_dataset
+from core.models import create_model
+from core.plan import LayerEntry, Plan, apply_plan
+from core.profile import ab_latency, count_flops, count_params, evaluate, example_input
+from core.profile.context import torch_threads
+from core.prune import prunable_groups
+from core.recovery import RecoveryConfig, distill, recalibrate_batchnorm
+
 DENSITIES = (0.9, 0.7, 0.5, 0.3)
 WAYS = ("resample", "l1", "taylor", "hessian", "lamp")
 INTEGRAL = "fmnist-resnet-integral"
@@ -35,8 +44,6 @@ def narrowing_plan(model_name: str, groups: list[str], way: str, density: float)
 
     The integral model keeps the channel order it was trained in (``order: false``); the others are ordered first.
     """
-    from core.plan import LayerEntry, Plan
-
     if way == "resample":
         entry = LayerEntry("resample", density=density, options={"order": False} if model_name == INTEGRAL else {})
     else:
@@ -65,15 +72,6 @@ def compare(name: str, *, densities: tuple[float, ...] = DENSITIES, ways: tuple[
         ``model, way, density, params, flops, latency_ms, speedup`` (dense latency / this one, measured
         alternately), ``top1`` (no fine-tune), ``top1_tuned``, ``apply_s``, ``tune_s``.
     """
-    from core.bench.allocate import ab_latency
-    from core.data import eval_subset, labelled_batch, load_dataset
-    from core.models import create_model
-    from core.plan import apply_plan
-    from core.prune import prunable_groups
-    from core.profile import count_flops, count_params, example_input
-    from core.profile.accuracy import evaluate
-    from core.recovery import RecoveryConfig, distill, recalibrate_batchnorm
-
     model, cfg = create_model(name)
     example = example_input(cfg, 1)
     groups = list(prunable_groups(model, example))
@@ -116,8 +114,6 @@ def wins_over_l1(table: pd.DataFrame, column: str = "top1") -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from core.profile.context import torch_threads
-
     start = time.perf_counter()
     tables = []
     with torch_threads(args.threads):
@@ -148,17 +144,15 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench resample``."""
-    from core.cli import _fraction, _positive, _threads
-
     p = kinds.add_parser("resample", help="resampling channel groups against L1/Taylor/Hessian/LAMP pruning at equal densities")
     p.add_argument("--models", nargs="+", default=["fmnist-resnet", "fmnist-vit"])
-    p.add_argument("--densities", nargs="+", type=_fraction("--densities"), default=list(DENSITIES))
+    p.add_argument("--densities", nargs="+", type=argtypes.fraction("--densities"), default=list(DENSITIES))
     p.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
-    p.add_argument("--samples", type=_positive("--samples"), default=1000, help="seeded test images scored")
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=1000, help="seeded test images scored")
     p.add_argument("--steps", type=int, default=60, help="distillation steps of the recovery after narrowing (0: BN only)")
-    p.add_argument("--latency-batch", type=_positive("--latency-batch"), default=32)
+    p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=32)
     p.add_argument("--no-integral", dest="integral", action="store_false",
                    help=f"leave out the resampled {INTEGRAL} beside the plain fmnist-resnet")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

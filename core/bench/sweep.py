@@ -19,6 +19,14 @@ import time
 
 import pandas as pd
 
+from core import argtypes
+from core.data import eval_subset, load_dataset
+from core.decompose import CACHE
+from core.errors import RankscopeError
+from core.models import create_model
+from core.profile.context import torch_threads
+from core.sweep import DENSE, naive_sweep, sweep, sweep_grid
+
 SCORES = ["top1", "top5", "loss"]
 
 
@@ -31,13 +39,6 @@ def bench_sweep(name: str = "fmnist-resnet", *, samples: int = 2000, points: int
     RankscopeError
         The two sweeps disagree at some point (the rows are named).
     """
-    from core.data import eval_subset, load_dataset
-    from core.decompose import CACHE
-    from core.errors import RankscopeError
-    from core.models import create_model
-    from core.profile.context import torch_threads
-    from core.sweep import DENSE, naive_sweep, sweep, sweep_grid
-
     model, cfg = create_model(name)
     dataset = eval_subset(load_dataset(cfg.dataset, cfg), samples)
     grid = sweep_grid(model, layers, None, points)
@@ -73,12 +74,10 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench sweep``."""
-    from core.cli import _positive, _threads
-
     p = kinds.add_parser("sweep", help="full sensitivity sweep: the engine (cached activations) vs the naive way")
     p.add_argument("model", nargs="?", default="fmnist-resnet", help="shipped model (default: fmnist-resnet)")
-    p.add_argument("--samples", type=_positive("--samples"), default=2000, help="evaluation subset size")
-    p.add_argument("--points", type=_positive("--points"), default=10, help="ranks per layer")
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=2000, help="evaluation subset size")
+    p.add_argument("--points", type=argtypes.positive("--points"), default=10, help="ranks per layer")
     p.add_argument("--layers", nargs="+", help="module paths (default: every compressible layer)")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
     p.set_defaults(func=run)

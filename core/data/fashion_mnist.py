@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 
 from core.errors import RankscopeError
 from core.paths import ASSETS
@@ -21,7 +22,7 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+from core.external import FASHION_MNIST_DIR as DEBIAN_DIR  # noqa: E402  Debian's dataset-fashion-mnist, declared in core.external
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -61,8 +62,6 @@ def _find(stem: str) -> Path | None:
 
 def _download(split: str) -> None:
     """Let torchvision fetch the split (only works online)."""
-    import torchvision
-
     root = Path(os.environ.get("RANKSCOPE_DATA", Path.home() / ".cache" / "rankscope"))
     try:
         torchvision.datasets.FashionMNIST(str(root), train=split == "train", download=True)

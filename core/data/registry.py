@@ -1,7 +1,8 @@
 """Evaluation datasets by name, shaped for a given model, and deterministic subsets of them.
 
-Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``. Every loader
-returns a ``Dataset`` of ``(float image normalised for the model, int label)``; a dataset that does not
+Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
+``photos[:N]``. Every loader returns a ``Dataset`` of ``(float image normalised for the model, int label)``
+(``photos`` is unlabelled: its labels are ``core.data.labels.NO_LABEL``); a dataset that does not
 fit the model (channels, image size, classes) raises :class:`RankscopeError` saying what to change.
 """
 from __future__ import annotations
@@ -12,14 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+import timm.data
 import torch
+import torchvision
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from core.data.fashion_mnist import load_fashion_mnist
+from core.data.image_files import is_image_file
+from core.data.imagenet_samples import load_imagenet_samples
+from core.data.photos import crop_count, load_photos
 from core.errors import RankscopeError, close_matches_hint
 from core.models.cfg import ModelCfg
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos")
 
 
 def _check_fit(name: str, shape: tuple[int, int, int], num_classes: int, cfg: ModelCfg) -> None:
@@ -118,9 +124,6 @@ def _split_folder(path: str, split: str) -> Path:
 
 
 def _imagefolder(path: str, cfg: ModelCfg, split: str) -> Dataset:
-    import timm.data
-    import torchvision
-
     folder = _split_folder(path, split)
     c, h, w = cfg.input_size
     # The model's own eval preprocessing (resize, centre crop, normalise), as timm builds it for its models.
@@ -134,7 +137,7 @@ def _imagefolder(path: str, cfg: ModelCfg, split: str) -> Dataset:
         return (x - mean) / std
 
     try:
-        ds = torchvision.datasets.DatasetFolder(str(folder), loader=load, extensions=torchvision.datasets.folder.IMG_EXTENSIONS)
+        ds = torchvision.datasets.DatasetFolder(str(folder), loader=load, is_valid_file=is_image_file)
     except (FileNotFoundError, RuntimeError) as err:
         raise RankscopeError(f"imagefolder {folder}: {str(err).splitlines()[0]}") from None
     if len(ds.classes) > cfg.num_classes:
@@ -147,7 +150,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
 
     Parameters
     ----------
-    name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]`` or ``imagefolder:PATH``.
+    name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``
+        or ``photos[:N]`` (N crops).
     cfg : the model's metadata (input size, classes, normalisation).
     split : ``"test"`` or ``"train"``.
     """
@@ -162,7 +166,18 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
         if not arg:
             raise RankscopeError("imagefolder needs a path: imagefolder:PATH")
         return _imagefolder(arg, cfg, split)
+    if kind == "imagenet-samples":
+        return load_imagenet_samples(cfg, split)
+    if kind == "photos":
+        return load_photos(cfg, split, crop_count(arg))
     raise RankscopeError(f"unknown dataset {name!r}" + close_matches_hint(kind, list(DATASETS)) + f"; known: {', '.join(DATASETS)}")
+
+
+def default_dataset(cfg: ModelCfg, name: str | None = None) -> str:
+    """``name`` when given, else the model's own dataset when rankscope can load it by name, else ``""``."""
+    if name:
+        return name
+    return cfg.dataset if cfg.dataset.partition(":")[0] in DATASETS else ""
 
 
 def eval_subset(dataset: Dataset, samples: int | None, seed: int = 0) -> Dataset:

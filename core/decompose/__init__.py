@@ -5,7 +5,7 @@
 >>> get_method("tucker2").cost(conv, (16, 16), input_hw=(28, 28))  # doctest: +SKIP
 """
 from core.decompose._cache import CACHE
-from core.decompose._layers import Decomposed, LayerSpec
+from core.decompose._specs import Decomposed, LayerSpec
 from core.decompose.registry import (
     Cost,
     Method,
@@ -20,7 +20,7 @@ from core.decompose.registry import (
 from core.decompose import svd, spatial_svd, tucker2, cp, tt, activation_aware, nonlinear, capsule  # noqa: E402,F401  isort: skip
 from core.decompose.capsule import CPCapsuleRouting, TuckerCapsuleRouting  # noqa: E402
 from core.decompose.nonlinear import fit_outputs  # noqa: E402
-from core.decompose.rank import dense_cost, energy_rank, evbmf_rank, ratio_rank, select_ranks, vbmf_rank  # noqa: E402
+from core.decompose.rank_rules import dense_cost, energy_rank, evbmf_rank, ratio_rank, select_ranks, vbmf_rank  # noqa: E402
 
 __all__ = [
     "applicable_methods",

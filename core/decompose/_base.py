@@ -1,22 +1,16 @@
 """What every decomposition method shares: applicability, rank checks, cost from the plan, cached factors, building."""
 from __future__ import annotations
 
-import inspect
-import operator
 from typing import Any
 
 import torch
 from torch import nn
 
 from core.decompose._cache import CACHE, tensor_key
-from core.decompose._layers import LayerSpec, build_plan, plan_cost
+from core.decompose._specs import LayerSpec, build_plan, plan_cost
+from core.decompose.rank import check_rank
 from core.decompose.registry import Cost
 from core.errors import RankscopeError
-
-
-def keyword_defaults(fn) -> dict[str, Any]:
-    """The parameters of ``fn`` that have defaults: the options a method built on ``fn`` accepts."""
-    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def describe(module: nn.Module) -> str:
@@ -83,19 +77,9 @@ class BaseMethod:
         raise NotImplementedError
 
     def validate_rank(self, module: nn.Module, rank):
-        """The rank as an int (or a tuple of ints), checked against ``1..max_rank``."""
+        """The rank in this method's form, checked against ``1..max_rank`` (:func:`core.decompose.rank.check_rank`)."""
         self.require(module)
-        top = self.max_rank(module)
-        tops = (top,) if self.rank_arity == 1 else tuple(top)
-        values = (rank,) if self.rank_arity == 1 else rank
-        try:
-            values = tuple(operator.index(r) for r in values)
-        except TypeError:
-            values = ()
-        if len(values) != len(tops) or not all(1 <= r <= t for r, t in zip(values, tops)):
-            expected = f"an integer from 1 to {top}" if self.rank_arity == 1 else f"{self.rank_arity} integers, each from 1 up to {top}"
-            raise RankscopeError(f"rank {rank!r} for {self.name} on {describe(module)} must be {expected}")
-        return values[0] if self.rank_arity == 1 else values
+        return check_rank(self, module, rank)
 
     # --- cost and build ------------------------------------------------------------------------
     def plan(self, module: nn.Module, rank) -> list[LayerSpec]:

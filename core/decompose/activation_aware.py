@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.decompose._base import keyword_defaults
-from core.decompose._layers import conv_patches
+from core.decompose._specs import conv_patches
 from core.decompose.registry import register_method
 from core.decompose.svd import SVD, MatrixSVD, truncated_svd, weight_matrix
+from core.options import keyword_defaults
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.decompose._base import BaseMethod, keyword_defaults
+from core.decompose._base import BaseMethod
 from core.decompose.cp import cp_factors, cp_max_rank
 from core.decompose.registry import Cost, register_method
 from core.decompose.svd import MatrixSVD
 from core.decompose.tucker2 import HOSVD, hosvd
 from core.models.capsnet import CapsuleRouting
+from core.options import keyword_defaults
 
 
 class TuckerCapsuleRouting(CapsuleRouting):

@@ -28,10 +28,11 @@ import torch
 from tensorly.decomposition import parafac
 from torch import nn
 
-from core.decompose._base import BaseMethod, keyword_defaults
-from core.decompose._layers import LayerSpec
+from core.decompose._base import BaseMethod
+from core.decompose._specs import LayerSpec
 from core.decompose.registry import register_method
 from core.decompose.tucker2 import unfold
+from core.options import keyword_defaults
 
 
 def cp_max_rank(shape: tuple[int, ...]) -> int:

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.decompose._base import keyword_defaults
 from core.decompose._cache import CACHE, tensor_key
-from core.decompose._layers import LayerSpec
+from core.decompose._specs import LayerSpec
 from core.decompose.registry import get_method, register_method
 from core.decompose.tucker2 import Tucker2
 from core.errors import RankscopeError
+from core.options import keyword_defaults
 
 
 def fit_outputs(replacement: nn.Module, original: nn.Module, calibration: torch.Tensor, *, steps: int = 300, lr: float = 1e-3) -> list[float]:

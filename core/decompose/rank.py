@@ -1,190 +1,172 @@
-"""Choosing ranks: by energy kept, by a parameter or FLOP budget, or by VBMF.
+"""The one rank vocabulary: what a rank is, how it is written, read, checked and scaled.
 
-Every function takes one layer and a method (name or object) and returns a rank in that method's
-vocabulary (an int, or a tuple for ``tucker2``/``tucker2_nl``/``capsule_tucker``);
-:func:`select_ranks` maps one rule over named layers.
+A :data:`Rank` is an ``int`` for single-mode methods (``svd``, ``cp``, ``tt``, ``spatial_svd``, …) and a
+``tuple`` of ints, one per mode, for Tucker-like ones (``tucker2``: (input, output); ``capsule_tucker``:
+four modes). Every part of rankscope — plans, sweeps, the dashboard and the CLI — passes ranks in this
+form and converts only at its edges with the functions here:
 
-- :func:`energy_rank`: the smallest rank keeping a fraction of the squared singular values of the
-  matrix the method truncates (per mode for Tucker; summed over groups for grouped convs; for
-  ``aa_svd`` the whitened weight, so the fraction is of the output energy on the calibration data).
-- :func:`ratio_rank`: the largest rank whose predicted cost (``method.cost``) is within ``ratio`` of the
-  dense layer's; multi-rank methods scale every mode's rank by the same fraction of its maximum.
-- :func:`vbmf_rank`: empirical variational Bayesian matrix factorization (Nakajima et al., 2013), the
-  analytic solution with the noise variance estimated; for Tucker applied to each mode's unfolding
-  (as in Kim et al., 2016 and MUSCO).
+- text (``"8"``, ``"8x4"``): :func:`rank_text` / :func:`parse_rank`;
+- plan files (``rank: 8`` or ``ranks: [8, 4]``): :func:`plan_value` / :func:`parse_rank`;
+- a fraction of the full rank: :func:`rank_at`, and :func:`resolve_rank`, which reads an int as a rank and a
+  float in (0, 1) as a fraction of the maximum, as tensorly's ``rank`` arguments do.
 
-``energy_rank`` and ``vbmf_rank`` need singular values: they work for svd, spatial_svd, aa_svd,
-tucker2, tucker2_nl and capsule_tucker; CP and TT have none and raise :class:`RankscopeError`.
-
-References
-----------
-Nakajima, Sugiyama, Babacan, Tomioka. "Global Analytic Solution of Fully-observed Variational
-Bayesian Matrix Factorization." JMLR 14, 2013.
+:func:`rank_problem` is the one check of a rank against a layer; :func:`check_rank` raises it.
 """
 from __future__ import annotations
 
-import math
-from typing import Mapping
+import operator
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
-import torch
 from torch import nn
 
-from core.decompose._layers import LayerSpec, plan_cost
-from core.decompose.registry import Cost, Method, get_method
+from core.decompose.registry import Method
 from core.errors import RankscopeError
 
+Rank = Union[int, tuple[int, ...]]
+"""A method's rank: an int for single-mode methods, a tuple of ints (one per mode) otherwise."""
 
-def _method(method: str | Method) -> Method:
-    return get_method(method) if isinstance(method, str) else method
-
-
-def dense_cost(module: nn.Module, input_hw: tuple[int, int] | None = None) -> Cost:
-    """Params and FLOPs (one sample) of a dense Linear, Conv2d, ConvTranspose2d or capsule layer."""
-    W = getattr(module, "W", None)
-    if isinstance(W, torch.Tensor) and W.dim() == 4:  # CapsuleRouting: predictions are its only counted FLOPs
-        return Cost(W.numel(), 2 * W.numel())
-    if not isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-        raise RankscopeError(f"no dense cost for {type(module).__name__}: expected a Linear, Conv2d, ConvTranspose2d or CapsuleRouting")
-    return Cost(*plan_cost([LayerSpec.of(module)], input_hw))
+# What each rank entry cuts, per method arity (the Tucker order is (input, output); capsule modes i, j, d, k).
+MODE_NAMES = {
+    1: ("rank",),
+    2: ("input rank", "output rank"),
+    4: ("input capsules", "output capsules", "output dim", "input dim"),
+}
 
 
-def _spectra(module: nn.Module, method: Method, calibration: torch.Tensor | None):
-    method.require(module)
-    if not hasattr(method, "spectra"):
-        raise RankscopeError(
-            f"{method.name} has no singular values to choose a rank from; use ratio_rank, "
-            "or one of svd, spatial_svd, aa_svd, tucker2, tucker2_nl, capsule_tucker"
-        )
-    return method.spectra(module, calibration)
+def mode_names(method: Method) -> tuple[str, ...]:
+    """Labels for the entries of ``method``'s rank."""
+    return MODE_NAMES.get(method.rank_arity, tuple(f"rank {i + 1}" for i in range(method.rank_arity)))
 
 
-def _as_rank(method: Method, ranks: list[int]):
-    return ranks[0] if method.rank_arity == 1 else tuple(ranks)
+def rank_values(rank: Rank) -> tuple[int, ...]:
+    """The rank as one value per mode: ``8 -> (8,)``, ``(8, 4) -> (8, 4)``."""
+    return tuple(int(r) for r in rank) if isinstance(rank, (tuple, list)) else (int(rank),)
 
 
-def energy_rank(module: nn.Module, method: str | Method, energy: float, calibration: torch.Tensor | None = None):
-    """The smallest rank keeping at least ``energy`` (0 < energy <= 1) of the squared singular values."""
-    if not 0 < energy <= 1:
-        raise RankscopeError(f"energy {energy!r} must be a fraction in (0, 1]")
-    method = _method(method)
-    ranks = []
-    for svd in _spectra(module, method, calibration):
-        power = (svd.S**2).sum(0)  # (k,) summed over groups
-        kept = power.cumsum(0) / power.sum().clamp_min(1e-300)
-        ranks.append(min(int((kept < energy - 1e-12).sum()) + 1, len(power)))
-    return _as_rank(method, ranks)
+def as_rank(method: Method, values: Sequence[int]) -> Rank:
+    """A rank in ``method``'s form from one value per mode."""
+    return int(values[0]) if method.rank_arity == 1 else tuple(int(v) for v in values)
 
 
-def ratio_rank(module: nn.Module, method: str | Method, ratio: float, *, kind: str = "params", input_hw: tuple[int, int] | None = None):
-    """The largest rank whose ``kind`` ("params" or "flops") is at most ``ratio`` times the dense layer's.
+def max_ranks(method: Method, module: nn.Module) -> tuple[int, ...]:
+    """``method.max_rank(module)`` as one value per mode."""
+    return rank_values(method.max_rank(module))
 
-    If even the smallest rank costs more, the smallest rank is returned (check ``method.cost``).
+
+def rank_text(rank: Rank | None) -> str:
+    """``8 -> "8"``, ``(4, 8) -> "4x8"``, ``None -> ""``."""
+    return "" if rank is None else "x".join(map(str, rank_values(rank)))
+
+
+def plan_value(rank: Rank) -> int | list[int]:
+    """The rank as a plan file writes it: an int (``rank: 8``) or a list (``ranks: [8, 4]``)."""
+    return list(rank_values(rank)) if isinstance(rank, (tuple, list)) else int(rank)
+
+
+def parse_rank(value: object, arity: int | None = None) -> Rank:
+    """Read a rank from text (``"8"``, ``"8x4"``, ``"8, 4"``), an int, or a list/tuple of ints.
+
+    ``arity`` (the method's number of modes), when given, fixes the form: 1 gives an int, more a tuple
+    of that length. Without it a single value gives an int and several give a tuple.
+
+    Raises
+    ------
+    RankscopeError
+        Not integers, or the wrong number of them for ``arity``.
     """
-    if kind not in ("params", "flops"):
-        raise RankscopeError(f"kind {kind!r} must be 'params' or 'flops'")
-    method = _method(method)
-    method.require(module)
-    if input_hw is None and kind == "params" and isinstance(module, nn.Conv2d):
-        # parameters do not depend on the input size: any size the kernel fits in will do
-        input_hw = tuple(d * (k - 1) + 1 for d, k in zip(module.dilation, module.kernel_size))
-    budget = ratio * getattr(dense_cost(module, input_hw), kind)
-    tops = method.max_rank(module)
-    tops = (tops,) if method.rank_arity == 1 else tuple(tops)
-    steps = max(tops)
-
-    def rank_at(t: int):
-        return _as_rank(method, [max(1, round(t * top / steps)) for top in tops])
-
-    lo, hi = 1, steps  # cost is non-decreasing in t: binary search the last t within budget
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if getattr(method.cost(module, rank_at(mid), input_hw), kind) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return rank_at(lo)
-
-
-def _tau(x: np.ndarray, alpha: float) -> np.ndarray:
-    return 0.5 * (x - (1 + alpha) + np.sqrt((x - (1 + alpha)) ** 2 - 4 * alpha))
-
-
-def evbmf_rank(singular_values, shape: tuple[int, int]) -> int:
-    """Rank chosen by analytic empirical VBMF for a matrix of ``shape`` with these (all) singular values.
-
-    The noise variance ``sigma^2`` minimises the free energy over the interval where the paper shows
-    it lies; components with ``gamma_h^2 > M sigma^2 (1 + tau)(1 + alpha / tau)`` are kept.
-    """
-    L, M = sorted(shape)
-    s = np.sort(np.asarray(singular_values, dtype=np.float64))[::-1][:L]
-    s = np.concatenate([s, np.zeros(L - len(s))])
-    alpha = L / M
-    tau_bar = 2.5129 * math.sqrt(alpha)
-    x_bar = (1 + tau_bar) * (1 + alpha / tau_bar)
-    power = s**2
-    if power.sum() <= 0:
-        return 0
-
-    def free_energy(sigma2: float) -> float:
-        x = power / (M * sigma2)
-        big = x[x > x_bar]
-        tau = _tau(big, alpha)
-        # sum_h psi0(x_h) up to constants in sigma2, plus psi1 for the components that survive
-        return float(x.sum() + L * math.log(sigma2) + np.sum(np.log(tau + 1) + alpha * np.log(tau / alpha + 1) - tau))
-
-    upper = power.sum() / (L * M)
-    first_noise = min(max(min(math.ceil(L / (1 + alpha)) - 1, L), 0), L - 1)  # index after the largest possible signal rank
-    lower = max(power[first_noise] / (M * x_bar), power[first_noise:].mean() / M, upper * 1e-12)
-    if lower >= upper:
-        sigma2 = upper
+    if isinstance(value, str):
+        parts = [p for p in value.replace(",", "x").replace("×", "x").split("x") if p.strip()]
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise RankscopeError(f"rank {value!r} is not an integer or integers joined by 'x' (e.g. 8 or 8x4)") from None
+    elif isinstance(value, (list, tuple)):
+        values = tuple(value)
     else:
-        grid = np.geomspace(lower, upper, 400)
-        values = [free_energy(v) for v in grid]
-        best = int(np.argmin(values))
-        a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-        for _ in range(60):  # golden-section refinement between the neighbours of the best grid point
-            c, d = b - (b - a) / 1.618033988749895, a + (b - a) / 1.618033988749895
-            a, b = (a, d) if free_energy(c) < free_energy(d) else (c, b)
-        sigma2 = min((grid[best], (a + b) / 2), key=free_energy)
-    return int((power / (M * sigma2) > x_bar).sum())
+        values = (value,)
+    try:
+        if not values or any(isinstance(v, bool) for v in values):
+            raise TypeError
+        values = tuple(operator.index(v) for v in values)
+    except TypeError:
+        raise RankscopeError(f"rank {value!r} must be an integer or a list of integers") from None
+    if arity is not None and len(values) != arity:
+        raise RankscopeError(f"rank {value!r} has {len(values)} value{'s' * (len(values) != 1)}; the method takes {arity}")
+    if arity == 1 or (arity is None and len(values) == 1 and not isinstance(value, (list, tuple))):
+        return values[0]
+    return values
 
 
-def vbmf_rank(module: nn.Module, method: str | Method, calibration: torch.Tensor | None = None):
-    """Rank by analytic EVBMF of each truncated matrix (the largest over groups); at least 1."""
-    method = _method(method)
-    ranks = []
-    for svd in _spectra(module, method, calibration):
-        per_group = [evbmf_rank(S.cpu().numpy(), svd.shape) for S in svd.S]
-        ranks.append(min(max(1, *per_group), svd.S.shape[1]))
-    return _as_rank(method, ranks)
+def rank_problem(method: Method, module: nn.Module, rank: object) -> str | None:
+    """Why ``rank`` is not a valid rank of ``method`` on ``module`` (each mode in 1..max), or ``None``."""
+    tops = max_ranks(method, module)
+    if rank is None:
+        return f"{method.name} needs {'rank: N' if method.rank_arity == 1 else f'ranks: [{len(tops)} integers]'}"
+    if isinstance(rank, str):  # text is read at the edges (parse_rank); a layer takes ints
+        return f"rank {rank!r} is not an integer"
+    try:
+        values = rank_values(parse_rank(rank))
+    except RankscopeError:
+        return f"rank {rank!r} is not an integer"
+    if len(values) != len(tops):
+        return f"{method.name} takes {len(tops)} rank{'s' * (len(tops) > 1)}, got {len(values)}"
+    bad = [f"{v} not in 1..{t}" for v, t in zip(values, tops) if not 1 <= v <= t]
+    return f"rank out of range ({', '.join(bad)})" if bad else None
 
 
-RULES = {"energy": energy_rank, "ratio": ratio_rank, "vbmf": vbmf_rank}
+def check_rank(method: Method, module: nn.Module, rank: object) -> Rank:
+    """``rank`` in ``method``'s form, checked against ``module`` (see :func:`rank_problem`).
+
+    Raises
+    ------
+    RankscopeError
+        The rank does not fit; the message names the method and the layer.
+    """
+    if rank_problem(method, module, rank):
+        tops = max_ranks(method, module)
+        expected = (f"an integer from 1 to {tops[0]}" if method.rank_arity == 1
+                    else f"{method.rank_arity} integers, each from 1 up to {method.max_rank(module)}")
+        layer = f"{type(module).__name__}({module.extra_repr()})" if module.extra_repr() else type(module).__name__
+        raise RankscopeError(f"rank {rank!r} for {method.name} on {layer} must be {expected}")
+    return as_rank(method, rank_values(parse_rank(rank)))
 
 
-def select_ranks(
-    layers: Mapping[str, nn.Module],
-    method: str | Method,
-    rule: str,
-    value: float | None = None,
-    *,
-    kind: str = "params",
-    input_hws: Mapping[str, tuple[int, int]] | None = None,
-    calibration: Mapping[str, torch.Tensor] | None = None,
-) -> dict[str, object]:
-    """A rank per named layer by ``rule`` ("energy": value = fraction, "ratio": value = cost ratio, "vbmf")."""
-    if rule not in RULES:
-        raise RankscopeError(f"unknown rank rule {rule!r}; expected one of {', '.join(RULES)}")
-    if rule != "vbmf" and value is None:
-        raise RankscopeError(f"rank rule {rule!r} needs a value")
-    input_hws, calibration = input_hws or {}, calibration or {}
-    ranks = {}
-    for name, module in layers.items():
-        if rule == "energy":
-            ranks[name] = energy_rank(module, method, value, calibration.get(name))
-        elif rule == "ratio":
-            ranks[name] = ratio_rank(module, method, value, kind=kind, input_hw=input_hws.get(name))
-        else:
-            ranks[name] = vbmf_rank(module, method, calibration.get(name))
+def rank_at(method: Method, module: nn.Module, fraction: float) -> Rank:
+    """The rank keeping ``fraction`` (0, 1] of each mode's full rank, ``max(1, round(fraction * max))`` per mode."""
+    if not 0 < fraction <= 1:
+        raise RankscopeError(f"rank fraction {fraction!r} must be in (0, 1]")
+    return as_rank(method, [max(1, round(fraction * top)) for top in max_ranks(method, module)])
+
+
+def resolve_rank(method: Method, module: nn.Module, value: object) -> Rank:
+    """An int (or ints) is a rank; a float in (0, 1) is a fraction of the full rank (tensorly's convention).
+
+    Raises
+    ------
+    RankscopeError
+        A float outside (0, 1), or a rank that does not fit the layer.
+    """
+    if isinstance(value, float):
+        if not 0 < value < 1:
+            raise RankscopeError(f"a fractional rank must be in (0, 1), got {value!r}; give an integer for an exact rank")
+        return rank_at(method, module, value)
+    return check_rank(method, module, value)
+
+
+def rank_grid(method: Method, module: nn.Module, points: int = 10) -> list[Rank]:
+    """Up to ``points`` distinct ranks spread from 1 to full rank along the largest mode."""
+    steps = max(max_ranks(method, module))
+    fractions = np.unique(np.linspace(1, steps, num=min(points, steps)).round().astype(int)) / steps
+    ranks: list[Rank] = []
+    for f in fractions:
+        rank = rank_at(method, module, float(f))
+        if rank not in ranks:
+            ranks.append(rank)
     return ranks
+
+
+def rank_fraction(method: Method, module: nn.Module, rank: Rank) -> float:
+    """The largest share of a mode's full rank that ``rank`` keeps (1.0 at full rank)."""
+    return max(v / t for v, t in zip(rank_values(rank), max_ranks(method, module)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.decompose._layers import LayerSpec
+from core.decompose._specs import LayerSpec
 from core.decompose.registry import register_method
 from core.decompose.svd import SVD
 

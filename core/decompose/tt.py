@@ -26,7 +26,7 @@ from tensorly.decomposition import tensor_train
 from torch import nn
 
 from core.decompose._base import BaseMethod
-from core.decompose._layers import LayerSpec
+from core.decompose._specs import LayerSpec
 from core.decompose.registry import register_method
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core.decompose._base import BaseMethod
-from core.decompose._layers import LayerSpec
+from core.decompose._specs import LayerSpec
 from core.decompose.registry import register_method
 from core.decompose.svd import MatrixSVD, truncated_svd
 

@@ -106,3 +106,8 @@ def margin_loss(lengths: torch.Tensor, target: torch.Tensor, m_pos: float = 0.9,
     t = nn.functional.one_hot(target, lengths.shape[1]).to(lengths.dtype)
     loss = t * (m_pos - lengths).clamp(min=0) ** 2 + lam * (1 - t) * (lengths - m_neg).clamp(min=0) ** 2
     return loss.sum(1).mean()
+
+
+def is_capsule_model(model: nn.Module) -> bool:
+    """Whether ``model`` scores classes by capsule lengths (a :class:`CapsuleRouting` inside) rather than logits."""
+    return any(isinstance(m, CapsuleRouting) for m in model.modules())

@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from core.errors import RankscopeError
@@ -20,8 +21,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RankscopeError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except Exception as err:

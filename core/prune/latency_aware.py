@@ -15,6 +15,9 @@ Savings of different groups are taken as additive (a layer shared by two groups 
 each group's loss increase as measured with the others unpruned: a first-order plan, simple and
 measured. FLOPs rather than latency stop the search because they are exact, so the target is met
 deterministically; latency, noisy on small layers, only decides the order.
+
+The allocation only chooses densities; :func:`core.prune.prune_model` applies them
+(``prune_model(model, example, allocation.densities, score=score)``).
 """
 from __future__ import annotations
 

@@ -42,10 +42,10 @@ class PruneReport:
     Attributes
     ----------
     score : the importance score that ranked the channels.
-    densities : the density each group was asked for (after latency-aware allocation, if any).
+    densities : the density each group was asked for.
     groups : ``{name: GroupChange}`` for every prunable group, pruned or not.
     params_before, params_after : parameter elements of the original and of the pruned model.
-    seconds : wall time of scoring and pruning (latency-aware allocation included).
+    seconds : wall time of scoring and pruning.
     """
 
     score: str
@@ -136,7 +136,6 @@ def prune_model(
     *,
     score: str = "l1",
     data: Batches | None = None,
-    latency_aware: bool = False,
     round_to: int | None = None,
 ) -> tuple[nn.Module, PruneReport]:
     """A physically smaller copy of ``model`` in which each named group keeps a fraction of its channels.
@@ -147,13 +146,10 @@ def prune_model(
     example : an input batch for tracing, e.g. :func:`core.profile.report.example_input`.
     densities : ``{group name: fraction of channels (or heads) kept}``, each in (0, 1]; a group keeps
         :func:`core.resample.resample.new_size` of them. Names come from :func:`core.prune.prunable_groups`; groups not
-        named keep all their channels.
+        named keep all their channels. :func:`core.prune.uniform_densities` gives one density everywhere,
+        ``core.prune.allocate_latency_aware(...).densities`` the same FLOPs spent where latency is cheapest to cut.
     score : ``"l1"``, ``"taylor"``, ``"hessian"`` or ``"lamp"`` (:mod:`core.prune.importance`).
-    data : labelled ``(images, labels)`` batches of training data, for the ``taylor``/``hessian``
-        gradients and for the losses the latency-aware allocation measures.
-    latency_aware : instead of ``densities`` as given, spend the same FLOPs where measured latency
-        saved per unit of loss increase is largest (:func:`core.prune.latency_aware.allocate_latency_aware`
-        with ``densities`` as the reference plan); the densities used are in the report.
+    data : labelled ``(images, labels)`` batches of training data, for the ``taylor``/``hessian`` gradients.
     round_to : keep a multiple of this many channels in each pruned channel group (tp's ``round_to``;
         heads are not rounded).
 
@@ -165,16 +161,11 @@ def prune_model(
     Raises
     ------
     RankscopeError
-        An unknown group or score, a density outside (0, 1], a gradient score (or latency-aware
-        allocation) without data, or a capsule network.
+        An unknown group or score, a density outside (0, 1], a gradient score without data, or a capsule network.
     """
     start = time.perf_counter()
     groups = prunable_groups(model, example)
     check_densities(densities, groups)
-    if latency_aware:
-        from core.prune.latency_aware import allocate_latency_aware  # noqa: PLC0415 - it prunes with this module
-
-        densities = allocate_latency_aware(model, example, densities, score=score, data=data).densities
     gradients = score_gradients(model, score, data)
     pruned, changes = prune_scored(model, example, densities, score, gradients, round_to=round_to)
     report = PruneReport(score, dict(densities), changes, count_params(model), count_params(pruned), time.perf_counter() - start)

@@ -20,6 +20,7 @@ from torch import nn
 
 from core.resample.groups import ChannelGroup, channel_groups, channel_matrix
 from core.resample.order import order_model
+from core.resample.resample import check_densities  # the one place group names are validated
 
 
 def spectrum(state: dict[str, torch.Tensor], group: ChannelGroup) -> np.ndarray:
@@ -89,8 +90,6 @@ def group_spectrum(model: nn.Module, example: torch.Tensor, name: str, *, order:
     RankscopeError
         ``name`` is not a channel group of ``model`` (the valid ones are listed).
     """
-    from core.resample.resample import check_densities  # the one place group names are validated
-
     groups = channel_groups(model, example)
     check_densities(groups, {name: 1.0})
     e = spectrum(_ordered(model, {name: groups[name]}, order), groups[name])

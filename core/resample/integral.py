@@ -32,15 +32,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save
 from torch import nn
 from torch.func import functional_call
 
+from core.data import load_dataset
+from core.data.augment import augment_normalised
 from core.errors import RankscopeError
+from core.io import atomic_write_bytes, atomic_write_text
+from core.models import create_model
+from core.models.capsnet import is_capsule_model
+from core.models.registry import SHIPPED_DIR
+from core.profile.accuracy import evaluate
 from core.profile.context import prepared
-from core.recovery import augment_normalised, distillation_loss, is_capsule_model, training_batches
+from core.profile.counts import FLOP_CONVENTION, count_flops, count_params
+from core.profile.report import example_input
+from core.recovery import distillation_loss, training_batches
 from core.resample.groups import channel_groups
 from core.resample.order import order_model
-from core.resample.resample import new_size, resampled_state, shrunk_copy
+from core.resample.resample import new_size, resample_model, resampled_state, shrunk_copy
+from core.train import library_versions
 
 
 @dataclass(frozen=True)
@@ -131,18 +142,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     ``python -m core.resample.integral [--steps N] [--out DIR] [--threads T]``; returns the card.
     """
-    from safetensors.torch import save
-
-    from core.data import load_dataset
-    from core.io import atomic_write_bytes, atomic_write_text
-    from core.models import create_model
-    from core.models.registry import SHIPPED_DIR
-    from core.profile.accuracy import evaluate
-    from core.profile.counts import FLOP_CONVENTION, count_flops, count_params
-    from core.profile.report import example_input
-    from core.resample.resample import resample_model
-    from core.train import _lib_versions
-
     parser = argparse.ArgumentParser(prog="python -m core.resample.integral", description=main.__doc__)
     parser.add_argument("--steps", type=int, default=IntegralConfig.steps)
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR / "fmnist-resnet-integral")
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "resampled_test_accuracy": at_density,  # every channel group at that density, order=False, no fine-tune
         "resampling": "channels are stored in their trained order: resample with core.resample.resample_model(..., order=False)",
         "command": command,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, **_lib_versions()},
+        "versions": library_versions(),
         "machine": f"{platform.machine()} CPU, {args.threads} threads",
     }
     args.out.mkdir(parents=True, exist_ok=True)

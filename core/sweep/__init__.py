@@ -2,7 +2,7 @@
 from core.sweep.cache import DEFAULT_FOLDER, SweepCache, data_key
 from core.sweep.engine import layer_methods, sweep, sweep_grid
 from core.sweep.naive import naive_sweep
-from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, rank_text, read_table, write_table
+from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, read_table, write_table
 from core.sweep.budget import Allocation, Problem, Target
 from core.sweep.allocate import ALLOCATORS, allocate
 
@@ -22,7 +22,6 @@ __all__ = [
     "data_key",
     "layer_methods",
     "naive_sweep",
-    "rank_text",
     "read_table",
     "sweep",
     "sweep_grid",

@@ -2,7 +2,7 @@
 
 Each allocator is a function ``(Problem) -> Allocation`` registered in :data:`ALLOCATORS`:
 
-- ``uniform``: one rank fraction for every layer (:func:`core.layer_study.rank_at`), bisected to meet the target;
+- ``uniform``: one rank fraction for every layer (:func:`core.layers.study.rank_at`), bisected to meet the target;
 - ``energy``: one energy threshold for every layer (:func:`core.decompose.rank.energy_rank`), bisected;
 - ``vbmf``: each layer's empirical-VBMF rank (:func:`core.decompose.rank.vbmf_rank`) as it is; the target
   is only reported against;
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.decompose.rank import energy_rank, vbmf_rank
+from core.decompose.rank_rules import energy_rank, vbmf_rank
 from core.decompose.registry import get_method
 from core.errors import RankscopeError, close_matches_hint
-from core.layer_study import rank_at
+from core.decompose.rank import rank_at
 from core.sweep.budget import Allocation, Choice, Option, Problem, finish, table_options
 from core.sweep.knapsack import rankscope
 

@@ -3,7 +3,7 @@
 A *choice* maps each compressible layer to a ``(method, rank)`` or to ``None`` (kept dense). Its cost is
 the dense model's total minus the dense cost of the changed layers plus their cost as built:
 
-- ``params``, ``flops``: each method's ``cost`` at the layer's site, as :func:`core.plan_cost.plan_cost`
+- ``params``, ``flops``: each method's ``cost`` at the layer's site, as :func:`core.plan.cost.plan_cost`
   prices a plan (FLOPs per sample, 1 multiply-add = 2 FLOPs);
 - ``latency``: the whole model's measured latency minus the dense layers' measured latencies plus the
   built layers' (the sweep table's ``latency_ms``, taken with ``latency=True``): the rest of the network
@@ -24,11 +24,12 @@ from torch import nn
 
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
-from core.plan import LayerEntry, Plan, plan_rank, validate_plan, weights_hash
-from core.plan_cost import entry_cost, layer_sites, plan_cost
+from core.plan import LayerEntry, Plan, validate_plan, weights_hash
+from core.plan.cost import entry_cost, layer_sites, plan_cost
 from core.profile import count_flops, count_params
 from core.sweep.engine import layer_methods
-from core.sweep.table import DENSE, MODEL, Rank, parse_rank, rank_text
+from core.decompose.rank import Rank, parse_rank, rank_text
+from core.sweep.table import DENSE, MODEL
 
 KINDS = ("params", "flops", "latency")
 Choice = dict[str, tuple[str, Rank] | None]
@@ -56,7 +57,7 @@ class Problem:
     ----------
     model : the dense model.
     name : the model's name, recorded in the plan.
-    example : one input sample, shape ``(1, ...)``, to place the layers (:func:`core.plan_cost.layer_sites`).
+    example : one input sample, shape ``(1, ...)``, to place the layers (:func:`core.plan.cost.layer_sites`).
     target : the budget.
     table : a sweep table (:func:`core.sweep.sweep`); required by the greedy and rankscope allocators and by
         a latency target (with latency measured).
@@ -117,7 +118,7 @@ class Costs:
     def of(self, layer: str, option: tuple[str, Rank] | None) -> float:
         """Cost of ``layer`` as ``option`` builds it (the dense layer for ``None``)."""
         module = self.problem.model.get_submodule(layer)
-        entry = None if option is None else LayerEntry(option[0], plan_rank(option[1]))
+        entry = None if option is None else LayerEntry(option[0], option[1])
         cost = entry_cost(module, entry, self.sites[layer])
         if self.kind != "latency":
             return float(getattr(cost, self.kind))
@@ -175,7 +176,7 @@ class Allocation:
     plan : the plan (valid for the model; layers kept dense are listed in ``plan.skipped``).
     target : the budget asked for.
     cost, base : the planned and the dense model's totals in ``target.kind`` (params and FLOPs by
-        :func:`core.plan_cost.plan_cost`; latency as :mod:`core.sweep.budget` sums it).
+        :func:`core.plan.cost.plan_cost`; latency as :mod:`core.sweep.budget` sums it).
     delta_loss : sum over the changed layers of the sweep table's loss increase (NaN when a chosen rank is not in the table).
     note : how the allocator got there, and why the target was missed if it was.
     """
@@ -229,7 +230,7 @@ def finish(problem: Problem, choice: Choice, allocator: str, note: str = "") -> 
     costs = problem.costs
     kept = {layer: option for layer, option in choice.items()
             if option is not None and costs.of(layer, option) < costs.dense(layer)}
-    plan = Plan(problem.name, {layer: LayerEntry(m, plan_rank(r)) for layer, (m, r) in kept.items()},
+    plan = Plan(problem.name, {layer: LayerEntry(m, r) for layer, (m, r) in kept.items()},
                 weights_hash(problem.model), {layer: f"kept dense by the {allocator} allocator"
                                               for layer in problem.layers if layer not in kept})
     problems = validate_plan(plan, problem.model)

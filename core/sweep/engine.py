@@ -1,10 +1,10 @@
 """The sensitivity sweep: accuracy, loss, cost and (optionally) latency of every layer at every rank, one layer at a time.
 
 For each chosen layer and method, each candidate rank is built from the layer's one cached factorization
-(the nested methods truncate by slicing it) and scored with :class:`core.layer_eval.LayerEvaluator`,
+(the nested methods truncate by slicing it) and scored with :class:`core.evaluate.cached.LayerEvaluator`,
 which runs only the network after the layer, on the activations entering it computed once for the
 layer's first rank and reused for the others. Parameters and FLOPs come from ``method.cost`` at the
-layer's :class:`~core.plan_cost.Site` (exactly what :func:`core.plan_cost.plan_cost` counts); the
+layer's :class:`~core.plan.cost.Site` (exactly what :func:`core.plan.cost.plan_cost` counts); the
 latency, when asked for, is the median time of the built layer alone on the input it receives in the
 model (:func:`core.profile.latency.capture_inputs`, :func:`core.profile.latency.time_calls`).
 
@@ -25,14 +25,15 @@ from torch import nn
 
 from core.decompose.registry import get_method
 from core.errors import RankscopeError, close_matches_hint
-from core.layer_eval import LayerEvaluator, Progress
-from core.layer_study import default_method, max_ranks, rank_grid
-from core.plan import LayerEntry, plan_rank, weights_hash
-from core.plan_cost import entry_cost, layer_sites
+from core.evaluate.cached import LayerEvaluator, Progress
+from core.decompose.rank import parse_rank, rank_fraction, rank_grid
+from core.layers.study import default_method
+from core.plan import LayerEntry, weights_hash
+from core.plan.cost import entry_cost, layer_sites
 from core.profile import Cancelled, count_flops, count_params
 from core.profile.latency import capture_inputs, time_calls
 from core.sweep.cache import SweepCache
-from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, empty_table, key_of, parse_rank, score_columns
+from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, empty_table, key_of, score_columns
 
 Row = dict[str, Any]
 SWEEP_SAMPLES = 1000  # default evaluation subset of `rankscope sweep` and `rankscope allocate`
@@ -48,7 +49,7 @@ def layer_methods(model: nn.Module, layers: Sequence[str] | None = None,
     Parameters
     ----------
     layers : module paths; default every layer some data-free method applies to.
-    methods : method names, each used on the layers it applies to; default :func:`core.layer_study.default_method`,
+    methods : method names, each used on the layers it applies to; default :func:`core.layers.study.default_method`,
         followed by its :data:`MIX` alternatives that apply when ``mix``.
 
     Raises
@@ -83,7 +84,7 @@ def layer_methods(model: nn.Module, layers: Sequence[str] | None = None,
 
 def sweep_grid(model: nn.Module, layers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                points: int = 10, *, mix: bool = False) -> list[Point]:
-    """The (layer, method, rank) points of a sweep: :func:`core.layer_study.rank_grid` of ``points`` ranks each."""
+    """The (layer, method, rank) points of a sweep: :func:`core.layers.study.rank_grid` of ``points`` ranks each."""
     if points < 1:
         raise RankscopeError(f"points must be at least 1, got {points}")
     return [Point(path, name, rank)
@@ -155,9 +156,8 @@ class _Measurer:
             return row | {"params": cost.params, "flops": cost.flops} | {k: base[k] for k in ("top1", "top5", "loss", "samples")}
         method = get_method(key.method)
         rank = parse_rank(key.rank, method.rank_arity)
-        cost = entry_cost(module, LayerEntry(key.method, plan_rank(rank)), self.sites[key.layer])
-        values = (rank,) if method.rank_arity == 1 else rank
-        row["fraction"] = max(v / t for v, t in zip(values, max_ranks(method, module)))
+        cost = entry_cost(module, LayerEntry(key.method, rank), self.sites[key.layer])
+        row["fraction"] = rank_fraction(method, module, rank)
         result = self.evaluator.evaluate({key.layer: built}, cancel=cancel)
         return row | {"params": cost.params, "flops": cost.flops} | score_columns(result)
 

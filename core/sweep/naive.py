@@ -20,9 +20,10 @@ import pandas as pd
 from torch import nn
 
 from core.decompose import CACHE
-from core.plan import LayerEntry, Plan, apply_plan, plan_rank
+from core.plan import LayerEntry, Plan, apply_plan
 from core.profile import evaluate
-from core.sweep.table import Point, rank_text, score_columns
+from core.decompose.rank import rank_text
+from core.sweep.table import Point, score_columns
 
 COLUMNS = ["layer", "method", "rank", "top1", "top5", "loss", "samples"]
 
@@ -36,7 +37,7 @@ def naive_sweep(model: nn.Module, dataset: Any, points: Sequence[Point], *, batc
     rows = []
     for point in points:
         CACHE.clear()
-        plan = Plan("naive-sweep", {point.layer: LayerEntry(point.method, plan_rank(point.rank))})
+        plan = Plan("naive-sweep", {point.layer: LayerEntry(point.method, point.rank)})
         compressed, _ = apply_plan(model, plan)
         result = evaluate(compressed, dataset, batch_size=batch_size)
         rows.append({"layer": point.layer, "method": point.method, "rank": rank_text(point.rank)} | score_columns(result))

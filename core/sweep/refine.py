@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 
 from core.decompose.registry import get_method
-from core.layer_eval import LayerEvaluator
+from core.evaluate.cached import LayerEvaluator
 from core.sweep.budget import Option, Problem
 
 FLOOR = 1e-4  # loss increases below this (noise, or a gain) count as this
@@ -39,7 +39,7 @@ Chosen = dict[str, Option]
 class JointLoss:
     """The mean loss of the model with a choice built, on ``problem.data``, scored once per distinct choice.
 
-    Each evaluation is a full forward pass (:meth:`core.layer_eval.LayerEvaluator.evaluate` with ``path="full"``).
+    Each evaluation is a full forward pass (:meth:`core.evaluate.cached.LayerEvaluator.evaluate` with ``path="full"``).
     """
 
     def __init__(self, problem: Problem) -> None:

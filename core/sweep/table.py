@@ -8,7 +8,7 @@ rank : the rank as text, one entry per mode joined by ``x`` (``"8"``, ``"4x8"``)
 fraction : the largest rank entry over that mode's full rank (1.0 for dense rows).
 params : parameters of the layer as built (of the whole model on the model row).
 flops : FLOPs of the layer for one sample where it sits in the model (``method.cost`` at its
-    :class:`~core.plan_cost.Site`; 1 multiply-add = 2 FLOPs); the whole model's on the model row.
+    :class:`~core.plan.cost.Site`; 1 multiply-add = 2 FLOPs); the whole model's on the model row.
 latency_ms : median milliseconds of the layer alone on the input it receives in the model (the whole
     model on the model row), on a batch of ``latency_batch`` with ``latency_threads`` threads; NaN when not measured.
 latency_batch, latency_threads : the setting of that timing (0 when not measured).
@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from core.decompose.rank import Rank, rank_text
 from core.io import atomic_write_text
 from core.profile.accuracy import AccuracyResult
 
@@ -32,7 +33,6 @@ COLUMNS = ["layer", "method", "rank", "fraction", "params", "flops", "latency_ms
            "top1", "top5", "loss", "samples"]
 TEXT = ("layer", "method", "rank")
 
-Rank = int | tuple[int, ...]
 
 
 class PointKey(NamedTuple):
@@ -56,23 +56,10 @@ class Point(NamedTuple):
         return PointKey(self.layer, self.method, rank_text(self.rank))
 
 
-def rank_text(rank: Rank | list[int] | None) -> str:
-    """``8 -> "8"``, ``(4, 8) -> "4x8"``, ``None -> ""``."""
-    if rank is None:
-        return ""
-    return "x".join(str(int(r)) for r in rank) if isinstance(rank, (tuple, list)) else str(int(rank))
-
-
 def score_columns(result: AccuracyResult) -> dict[str, float | int]:
     """The table's ``top1, top5, loss, samples`` of an evaluation (``top5`` NaN where there is none)."""
     return {"top1": result.top1, "top5": float("nan") if result.top5 is None else result.top5,
             "loss": result.loss, "samples": result.samples}
-
-
-def parse_rank(text: str, arity: int) -> Rank:
-    """The inverse of :func:`rank_text` for a method of ``arity`` rank entries."""
-    values = tuple(int(v) for v in text.split("x"))
-    return values[0] if arity == 1 else values
 
 
 def key_of(row: dict | pd.Series) -> PointKey:

@@ -7,13 +7,13 @@ from core.attention import attention_paths, list_variants, variant_options, vit_
 from core.bench.attention import length_sweep
 from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan
-from dashboard import panels, plots, state
+from dashboard import cached, panels, plots, state
 
 SIZES = {"rank", "k", "landmarks", "features"}  # options that set a variant's size: slid up to the token count or width
 c = state.choice()
 st.title("Attention")
 try:
-    model, cfg = state.model_and_cfg(*c.key)
+    model, cfg = cached.model_and_cfg(*c.key)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -49,9 +49,9 @@ if not chosen:
 
 rank = hyper.pop("rank", None)
 entries = {p: LayerEntry("attention", rank, options=dict(hyper), variant=variant) for p in chosen}
-plan_text = Plan(c.model, entries).dumps()
+plan = Plan(c.model, entries)
 st.subheader(f"{variant} in {len(chosen)} of {len(paths)} block(s), against the softmax model")
-panels.planned_against_baseline(c, plan_text, "softmax model", ". `rankscope bench attention` fine-tunes every variant "
+panels.planned_against_baseline(c, plan, "softmax model", ". `rankscope bench attention` fine-tunes every variant "
                                 "the same way and reports the gap after it.")
 if st.button("Put this choice into the plan", help="the Plan and Export pages show and export it"):
     current = dict(state.plan_entries(c))

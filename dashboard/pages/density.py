@@ -7,17 +7,17 @@ import streamlit as st
 from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan
 from core.prune import SCORES, needs_gradients
-from dashboard import panels, plots, state
+from dashboard import cached, panels, plots, state
 
 METHODS = ["resample", *(f"prune: {s}" for s in SCORES)]
 c = state.choice()
 st.title("Sampling density")
 try:
-    model, cfg = state.model_and_cfg(*c.key)
+    model, cfg = cached.model_and_cfg(*c.key)
     energy = st.sidebar.slider("Capacity estimate keeps this share of spectral energy", 0.80, 0.99, step=0.01,
                                **state.keep("sd_energy", 0.95))
-    groups = state.capacities(*c.key, energy)
-    data = state.data_name(c.model, c.arch, c.data)
+    groups = cached.capacities(*c.key, energy)
+    data = cached.data_name(c.model, c.arch, c.data)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -72,7 +72,7 @@ def _plan(method: str) -> Plan:
 
 plan = _plan(how)
 st.subheader(f"{len(plan.groups)} group(s) narrowed by {how}")
-narrowed = panels.planned_against_baseline(c, plan.dumps(), "baseline")
+narrowed = panels.planned_against_baseline(c, plan, "baseline")
 if st.button("Put these densities into the plan", help="the plan's groups: section; the Plan and Export pages show it"):
     state.set_plan_groups({g: state.session_entry(e) for g, e in plan.groups.items()})
     st.toast(f"{len(plan.groups)} group(s) at their densities are in the plan")
@@ -82,7 +82,7 @@ left.plotly_chart(plots.group_densities(usable.assign(density=[densities[g] for 
 group = right.selectbox("Channel spectrum of", list(groups["group"]), **state.keep("sd_group", groups["group"].iloc[0]))
 row = groups.set_index("group").loc[group]
 kept = max(1, round(densities.get(group, 1.0) * row["channels"]))
-right.plotly_chart(plots.channel_spectrum(state.group_spectrum(*c.key, group), int(row["cutoff"]), kept), width="stretch")
+right.plotly_chart(plots.channel_spectrum(cached.group_spectrum(*c.key, group), int(row["cutoff"]), kept), width="stretch")
 
 st.subheader("Resampling against pruning at these densities")
 comparable = [m for m in methods if m != how] and narrowed is not None
@@ -91,13 +91,12 @@ if st.button("Compare every way", disabled=not comparable or not plan.groups,
     rows = []
     with st.spinner("Building and scoring each narrowed model…"):
         for method in methods:
-            text = _plan(method).dumps()
-            scored = state.accuracy(c.model, c.arch, c.data, c.samples, c.device, c.threads, text)
-            rows.append({"how": method, "accuracy": scored["accuracy"],
-                         "params": state.planned_counts(c.model, c.arch, c.data, text)["params"]})
-    st.session_state["sd_comparison"] = (plan.dumps(), pd.DataFrame(rows))
+            narrowed_by = _plan(method)
+            rows.append({"how": method, "accuracy": cached.accuracy(*c.evaluation, c.threads, narrowed_by)["accuracy"],
+                         "params": cached.planned_counts(*c.evaluation, narrowed_by)["params"]})
+    st.session_state["sd_comparison"] = (plan, pd.DataFrame(rows))
 compared = st.session_state.get("sd_comparison")
-if compared is not None and compared[0] == plan.dumps():
+if compared is not None and compared[0] == plan:
     st.plotly_chart(plots.method_comparison(compared[1]), width="stretch")
     st.dataframe(compared[1], hide_index=True, width="stretch",
                  column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent")})

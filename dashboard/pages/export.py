@@ -4,13 +4,13 @@ import streamlit as st
 from core.errors import RankscopeError
 from core.plan import PlanError, loads_plan, validate_plan
 from core.profile import example_input
-from core.transfer import compressed_zip
-from dashboard import state
+from core.uploads import compressed_zip
+from dashboard import cached, state
 
 c = state.choice()
 st.title("Export")
 try:
-    model, cfg = state.model_and_cfg(*c.key)
+    model, cfg = cached.model_and_cfg(*c.key)
     plan, problems = state.current_plan(c, with_hash=True)
 except RankscopeError as err:
     st.error(str(err))
@@ -52,8 +52,8 @@ def _imported() -> None:
     notes = []
     if imported.model != c.model:
         notes.append(f"it was made for {imported.model}, not {c.model}")
-    if imported.weights_hash and imported.weights_hash != state.weights_digest(*c.key):
-        notes.append(f"it was made for weights {imported.weights_hash}, these are {state.weights_digest(*c.key)}")
+    if imported.weights_hash and imported.weights_hash != cached.weights_digest(*c.key):
+        notes.append(f"it was made for weights {imported.weights_hash}, these are {cached.weights_digest(*c.key)}")
     state.set_plan(imported)
     st.session_state["import_note"] = f"Loaded {len(imported.layers)} layer(s) and {len(imported.groups)} channel group(s) from {file.name}" + (
         f" (note: {'; '.join(notes)})" if notes else "") + "; see the Plan page."
@@ -73,7 +73,7 @@ if not plan.layers and not plan.groups:
 
 
 def _zip() -> bytes:
-    return compressed_zip(state.planned_model(c.model, c.arch, c.data, plan.dumps()), plan, c.arch or c.model)
+    return compressed_zip(cached.planned_model(*c.evaluation, plan), plan, c.arch or c.model)
 
 
 st.caption("A zip of the folder `rankscope apply` writes (weights, plan, metadata); open it with "

@@ -8,8 +8,8 @@ import torch
 
 from core.errors import RankscopeError
 from core.models import list_models
-from core.transfer import MAX_UPLOAD_MB, WEIGHT_SUFFIXES, store_upload
-from dashboard import plots, state
+from core.uploads import MAX_UPLOAD_MB, WEIGHT_SUFFIXES, store_upload
+from dashboard import cached, plots, state
 from dashboard.format import human, percent
 
 state.init_state()
@@ -17,7 +17,7 @@ st.title("Model")
 
 
 def _uploaded() -> None:
-    """Store a new upload (size and type checked in ``core.transfer``) and make it the model."""
+    """Store a new upload (size and type checked in ``core.uploads``) and make it the model."""
     file = st.session_state["_upload"]
     st.session_state["upload_error"] = ""
     if file is None:
@@ -75,9 +75,9 @@ else:
     name, model_arch = st.session_state["shipped"], ""
 c = state.choice()
 try:
-    result = state.profile(name, c.samples, c.batch, c.threads, model_arch, c.data, c.device)
-    table = state.layers(name, model_arch)
-    _, cfg = state.model_and_cfg(name, model_arch)
+    result = cached.profile(name, c.samples, c.batch, c.threads, model_arch, c.data, c.device)
+    table = cached.layers(name, model_arch)
+    _, cfg = cached.model_and_cfg(name, model_arch)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()

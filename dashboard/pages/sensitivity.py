@@ -8,14 +8,14 @@ import streamlit as st
 from core.decompose import get_method
 from core.errors import RankscopeError
 from core.sweep import DENSE
-from dashboard import plots, state
+from dashboard import cached, plots, state
 
 c = state.choice()
 st.title("Sensitivity")
 try:
-    model, cfg = state.model_and_cfg(*c.key)
-    table = state.compressible(*c.key)
-    data = state.data_name(c.model, c.arch, c.data)
+    model, cfg = cached.model_and_cfg(*c.key)
+    table = cached.compressible(*c.key)
+    data = cached.data_name(c.model, c.arch, c.data)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -37,7 +37,7 @@ job = st.session_state.pop("job", None)
 if job:
     st.warning(f"{job} was cancelled; the rows it finished are kept in the sweep cache.")
 try:
-    swept = state.swept(c, grid)
+    swept = cached.swept(c, grid)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -49,7 +49,7 @@ if run:
     st.session_state["job"] = "The sweep"
     bar = st.progress(0.0, text="Sweeping…")
     try:
-        state.run_sweep(c, grid, progress=lambda done, total: bar.progress(done / total, text=f"row {done} of {total}"))
+        cached.run_sweep(c, grid, progress=lambda done, total: bar.progress(done / total, text=f"row {done} of {total}"))
     except RankscopeError as err:
         st.session_state.pop("job")
         st.error(str(err))

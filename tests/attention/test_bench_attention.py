@@ -8,6 +8,8 @@ import pytest
 from core.bench.attention import accuracy_table, length_sweep
 from core.cli import main
 
+pytestmark = pytest.mark.slow  # benchmarks: each runs the real measurement end to end
+
 
 def test_length_sweep_ratios_are_against_softmax_at_the_same_length():
     table = length_sweep(["nmf", "pnmf"], [32, 64], repeats=1)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from core.attention import SoftmaxAttention, sdpa_backend, swap_attention
 from core.attention.nystrom import iterative_pinv
-from attention_helpers import TOKENS
+from tests.helpers import TOKENS
 
 
 def sdpa_reference(attn, x: torch.Tensor) -> torch.Tensor:

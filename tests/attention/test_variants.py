@@ -10,7 +10,7 @@ from timm.layers import Attention
 from core.attention import AttentionVariant, attention_paths, list_variants, swap_attention, swap_model, variant_options
 from core.errors import RankscopeError
 from core.models import create_model
-from attention_helpers import TOKENS
+from tests.helpers import TOKENS
 
 VARIANTS = list_variants()
 

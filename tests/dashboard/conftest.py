@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard_helpers import APP, SAMPLES
+from tests.dashboard.helpers import APP, SAMPLES
 
 
 @pytest.fixture

@@ -1,12 +1,15 @@
 """The Attention page on fmnist-vit: a variant swapped into every block, numbers counted on the built model, the plan."""
 from __future__ import annotations
 
+import pytest
 
 from core.attention import swap_model
 from core.models import create_model
 from core.profile import count_params
 
-from dashboard_helpers import metrics
+from tests.dashboard.helpers import metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 
 def test_nmf_in_every_block_is_counted_scored_and_put_into_the_plan(page):

@@ -22,9 +22,11 @@ import torch
 
 from core.models import create_model
 from core.plan import apply_plan, load_plan
-from core.transfer import store_upload
+from core.uploads import store_upload
 
-from dashboard_helpers import APP, SAMPLES
+from tests.dashboard.helpers import APP, SAMPLES
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -193,7 +195,7 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
 
     plan = load_plan(target)
     assert plan.model == "fmnist-resnet"
-    assert plan.layers["layer3.0.conv2"].method == "tucker2" and plan.layers["layer3.0.conv2"].rank == [4, 32]
+    assert plan.layers["layer3.0.conv2"].method == "tucker2" and plan.layers["layer3.0.conv2"].rank == (4, 32)
     model, _ = create_model("fmnist-resnet")
     compressed, report = apply_plan(model, plan)
     assert report.applied["layer3.0.conv2"] == "tucker2 rank 4x32"

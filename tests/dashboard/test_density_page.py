@@ -1,12 +1,16 @@
 """The Sampling density page on fmnist-resnet: densities with capacity estimates, the narrowed model, the plan."""
 from __future__ import annotations
 
+import pytest
+
 from core.models import create_model
 from core.plan import LayerEntry, Plan, apply_plan
 from core.profile import count_params, example_input
 from core.resample import capacity
 
-from dashboard_helpers import metrics
+from tests.dashboard.helpers import metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 
 def test_density_for_every_group_builds_counts_and_exports_the_narrowed_model(page):

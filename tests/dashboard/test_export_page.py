@@ -1,10 +1,14 @@
 """The Export page: the plan shown for download applies; imported plans are validated with every problem inline."""
 from __future__ import annotations
 
+import pytest
+
 from core.models import create_model
 from core.plan import LayerEntry, Plan, apply_plan, loads_plan
 
-from dashboard_helpers import metrics
+from tests.dashboard.helpers import metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 
 def test_the_exported_plan_loads_and_applies(page):

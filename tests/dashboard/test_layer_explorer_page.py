@@ -5,14 +5,16 @@ import pytest
 
 from core.data import eval_subset, load_dataset
 from core.decompose import get_method
-from core.layer_eval import LayerEvaluator
+from core.evaluate.cached import LayerEvaluator
 from core.models import create_model
 from core.plan import LayerEntry
-from core.plan_cost import entry_cost, layer_sites
+from core.plan.cost import entry_cost, layer_sites
 from core.profile import example_input
 from dashboard.format import human, percent
 
-from dashboard_helpers import SAMPLES, deltas, metrics
+from tests.dashboard.helpers import SAMPLES, deltas, metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 PATH = "layer3.0.conv2"  # the largest FLOP share of fmnist-resnet (tied): the page opens on it
 

@@ -9,7 +9,9 @@ from safetensors.torch import save
 
 from core.models import create_model
 
-from dashboard_helpers import SAMPLES, metrics
+from tests.dashboard.helpers import SAMPLES, metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 
 def test_model_page_shows_the_measured_profile(page):

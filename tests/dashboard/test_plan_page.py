@@ -5,15 +5,18 @@ import pytest
 
 from core.data import eval_subset, load_dataset
 from core.decompose import get_method
-from core.layer_study import default_method, rank_at
+from core.layers.study import default_method
+from core.decompose.rank import rank_at, rank_text
 from core.models import create_model
 from core.plan import LayerEntry, Plan, apply_plan
-from core.plan_cost import layer_sites, plan_cost
+from core.plan.cost import layer_sites, plan_cost
 from core.profile import count_flops, count_params, evaluate, example_input
 from core.sweep import Problem, Target, allocate
-from dashboard.format import human, percent, rank_text
+from dashboard.format import human, percent
 
-from dashboard_helpers import SAMPLES, deltas, metrics
+from tests.dashboard.helpers import SAMPLES, deltas, metrics
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.layer_study import Spectrum
+from core.decompose.rank import rank_text
+from core.layers.study import Spectrum
 from dashboard import plots
-from dashboard.format import human, percent, points, rank_text, share
+from dashboard.format import human, percent, points, share
 
 
 def test_spectrum_marks_the_cut_and_the_energy():

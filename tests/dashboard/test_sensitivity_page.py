@@ -5,12 +5,15 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from core.data import eval_subset, load_dataset
 from core.models import create_model
 from core.sweep import DENSE, sweep
 
-from dashboard_helpers import SAMPLES
+from tests.dashboard.helpers import SAMPLES
+
+pytestmark = pytest.mark.slow  # a Streamlit AppTest page: evaluates a model per run
 
 LAYERS = ("layer3.0.conv2", "fc")  # late layers: only the network after them runs per point
 POINTS = 3

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from core.decompose import CPCapsuleRouting, TuckerCapsuleRouting, applicable_methods, get_method
 from core.models.capsnet import CapsNet, CapsuleRouting
 from core.profile.counts import count_flops, count_params
-from decompose_helpers import CAPSULE_METHODS, FAST_OPTIONS, rel_error, scaled_rank
+from tests.decompose.helpers import CAPSULE_METHODS, FAST_OPTIONS, rel_error, scaled_rank
 
 
 @pytest.mark.parametrize("name", CAPSULE_METHODS)

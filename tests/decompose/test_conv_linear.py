@@ -17,7 +17,7 @@ from torch import nn
 from core.decompose import Decomposed, get_method
 from core.errors import RankscopeError
 from core.profile.counts import count_flops, count_params
-from decompose_helpers import CONV_METHODS, LINEAR_METHODS, build, conv2d_layers, conv_transpose_layers, rel_error, scaled_rank
+from tests.decompose.helpers import CONV_METHODS, LINEAR_METHODS, build, conv2d_layers, conv_transpose_layers, rel_error, scaled_rank
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on a padded copy
 

@@ -8,9 +8,9 @@ from torch import nn
 from hypothesis import given, settings
 
 from core.decompose import fit_outputs, get_method
-from core.decompose._layers import conv_patches
+from core.decompose._specs import conv_patches
 from core.profile.counts import count_params
-from decompose_helpers import conv2d_layers, rel_error
+from tests.decompose.helpers import conv2d_layers, rel_error
 
 SLACK = 1e-9  # float64 round-off
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from core.decompose import get_method
-from decompose_helpers import conv2d_layers, rel_error
+from tests.decompose.helpers import conv2d_layers, rel_error
 
 SLACK = 1e-6  # float32 round-off between neighbouring ranks
 

@@ -8,7 +8,7 @@ from torch import nn
 from core.decompose import Cost, Method, applicable_methods, get_method, list_methods
 from core.errors import RankscopeError
 from core.models.capsnet import CapsuleRouting
-from decompose_helpers import CAPSULE_METHODS, CONV_METHODS
+from tests.decompose.helpers import CAPSULE_METHODS, CONV_METHODS
 
 
 def test_lists_every_method_once():

@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from core.errors import RankscopeError
 from core.profile import Cancelled, evaluate
-from profile_helpers import FixedLogits
+from tests.profile.helpers import FixedLogits
 
 LOGITS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # ranking: 6 > 5 > 4 > 3 > 2 > 1 > 0
 LABELS = [6, 5, 2, 0, 1, 6]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from profile_helpers import CONV_FLOPS, LINEAR_FLOPS, TINY_PARAMS
+from tests.helpers import CONV_FLOPS, LINEAR_FLOPS, TINY_PARAMS
 from core.profile import count_flops, count_params, layer_table, model_size_mb
 
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from core.errors import RankscopeError
-from core.profile import LatencyResult, measure_latency, measure_layer_latency
-from profile_helpers import Sleeper
+from core.profile import LatencyResult, ab_latency, measure_latency, measure_layer_latency
+from tests.profile.helpers import Sleeper
 
 SLACK_MS = 8.0  # sleep() never returns early; a busy 2-core machine can make it late by a few ms
 
@@ -69,3 +69,11 @@ def test_latency_rejects_bad_settings(tiny_net):
         measure_latency(tiny_net, torch.zeros(1, 3, 8, 8), repeats=0)
     with pytest.raises(RankscopeError, match="at least 1, got 0"):
         measure_latency(tiny_net, torch.zeros(1, 3, 8, 8), threads=0)
+
+
+def test_ab_latency_gives_each_model_its_own_median():
+    fast, slow = Sleeper(0.002), Sleeper(0.010)
+    fast_ms, slow_ms = ab_latency(fast, slow, torch.zeros(2, 4), repeats=5)
+    assert 2.0 <= fast_ms <= 2.0 + SLACK_MS
+    assert 10.0 <= slow_ms <= 10.0 + SLACK_MS
+    assert len(fast.seen) == len(slow.seen) == 4 + 5  # 4 warm-up calls each, then 5 timed ones

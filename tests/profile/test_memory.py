@@ -7,11 +7,12 @@ from torch import nn
 
 from core.errors import RankscopeError
 from core.profile import measure_memory, model_size_mb
-from profile_helpers import MB, Allocates
+from tests.profile.helpers import MB, Allocates
 
 BIG_MB = 200
 
 
+@pytest.mark.slow  # a spawned child imports torch
 def test_child_rss_sees_a_known_allocation():
     result = measure_memory(Allocates(BIG_MB), torch.zeros(1, 4), threads=1)
     assert result.method == "child-rss"
@@ -21,6 +22,7 @@ def test_child_rss_sees_a_known_allocation():
     assert (result.device, result.batch_size, result.runtime) == ("cpu", 1, "torch")
 
 
+@pytest.mark.slow  # a spawned child imports torch
 def test_child_rss_of_a_trivial_module_is_small():
     result = measure_memory(nn.Identity(), torch.zeros(1, 4), threads=1)
     assert result.method == "child-rss"

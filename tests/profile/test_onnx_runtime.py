@@ -17,6 +17,7 @@ class ReturnsText(nn.Module):
         return "not a tensor"
 
 
+@pytest.mark.slow  # ONNX export and an onnxruntime session
 def test_exported_model_matches_torch_and_is_timed(tiny_net):
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     with exported_onnx(tiny_net, x) as path:
@@ -35,6 +36,7 @@ def test_exported_model_matches_torch_and_is_timed(tiny_net):
     assert 0 < memory.peak_mb < memory.peak_rss_mb
 
 
+@pytest.mark.slow  # ONNX export
 def test_export_failure_is_one_line_rankscope_error():
     with pytest.raises(RankscopeError, match="could not export ReturnsText to ONNX") as info:
         with exported_onnx(ReturnsText(), torch.zeros(1, 3)):

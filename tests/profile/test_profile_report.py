@@ -10,7 +10,7 @@ from torch.utils.data import Subset, TensorDataset
 from core.errors import RankscopeError
 from core.profile import count_params, evaluate, model_size_mb, profile_model
 from core.profile.report import example_input
-from profile_helpers import CONV_FLOPS, LINEAR_FLOPS, TINY_PARAMS
+from tests.helpers import CONV_FLOPS, LINEAR_FLOPS, TINY_PARAMS
 
 REQUIRED_KEYS = {
     "model", "params", "flops", "flop_convention", "latency_ms", "latency_p90_ms", "peak_memory_mb",
@@ -24,6 +24,7 @@ def tiny_data() -> TensorDataset:
     return TensorDataset(torch.randn(10, 3, 8, 8, generator=generator), torch.arange(10) % 10)
 
 
+@pytest.mark.slow  # memory measured in a spawned child
 def test_profile_with_accuracy(tiny_net, tiny_cfg, tiny_data):
     result = profile_model(tiny_net, tiny_cfg, dataset=tiny_data, samples=6, batch=2, threads=1, repeats=3)
     row = result.to_dict()
@@ -41,6 +42,7 @@ def test_profile_with_accuracy(tiny_net, tiny_cfg, tiny_data):
     )
 
 
+@pytest.mark.slow  # ONNX export, onnxruntime, a spawned child
 def test_profile_under_onnxruntime_without_data(tiny_net, tiny_cfg):
     row = profile_model(tiny_net, tiny_cfg, threads=1, runtime="onnxruntime", repeats=3).to_dict()
     assert (row["runtime"], row["memory_method"], row["batch"]) == ("onnxruntime", "child-rss", 1)

@@ -21,15 +21,17 @@ def test_allocation_is_valid_and_meets_the_flop_target(resnet, calibration):
     assert report.params_after < report.params_before
 
 
-def test_prune_model_latency_aware_meets_the_target(resnet, calibration):
+def test_pruned_at_the_allocated_densities_meets_the_target(resnet, calibration):
     model, example = resnet
     reference = {"layer3.0.conv1": 0.5, "layer3.0.downsample.0": 0.5}
-    pruned, report = prune_model(model, example, reference, data=calibration, latency_aware=True)
+    allocation = allocate_latency_aware(model, example, reference, data=calibration)
+    pruned, report = prune_model(model, example, allocation.densities)
     assert set(report.densities) == set(reference)
+    assert report.densities == allocation.densities
     assert count_flops(pruned, example).total <= count_flops(prune_model(model, example, reference)[0], example).total
 
 
 def test_latency_aware_needs_data(resnet):
     model, example = resnet
     with pytest.raises(RankscopeError, match="pass data="):
-        prune_model(model, example, {"stem.0": 0.5}, latency_aware=True)
+        allocate_latency_aware(model, example, {"stem.0": 0.5})

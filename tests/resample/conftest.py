@@ -12,11 +12,6 @@ from core.resample.groups import ChannelGroup, channel_groups
 MODELS = ["fmnist-resnet", "fmnist-vit", "fmnist-capsnet", "timm:resnet18"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="session")
 def zoo() -> dict[str, tuple[nn.Module, torch.Tensor, dict[str, ChannelGroup]]]:
     """Each model of :data:`MODELS` with an example batch of two and its channel groups.

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.layer_study import rank_at
+from core.decompose.rank import rank_at, rank_text
 from core.decompose import get_method
 from core.plan import validate_plan
-from core.plan_cost import layer_sites, plan_cost
+from core.plan.cost import layer_sites, plan_cost
 from core.profile import count_flops, count_params
 from core.sweep.allocate import ALLOCATORS, allocate
 from core.sweep.budget import Option, Problem, Target
@@ -43,7 +43,7 @@ def test_latency_target_sums_measured_layer_latencies(resnet, example, table, na
     model_ms = rows[("", "dense", "")]
     assert result.base == model_ms
     if name != "uniform":  # its ranks are priced by interpolation, the table's points exactly
-        swapped = sum(rows[(layer, e.method, "x".join(map(str, e.rank)) if isinstance(e.rank, list) else str(e.rank))]
+        swapped = sum(rows[(layer, e.method, rank_text(e.rank))]
                       - rows[(layer, "dense", "")] for layer, e in result.plan.layers.items())
         assert result.cost == pytest.approx(model_ms + swapped)
     assert result.met
@@ -63,7 +63,7 @@ def test_uniform_uses_one_fraction_everywhere(resnet, example, table):
     for layer, entry in result.plan.layers.items():
         module = resnet[0].get_submodule(layer)
         want = rank_at(get_method(entry.method), module, fraction)
-        assert entry.rank == (list(want) if isinstance(want, tuple) else want)
+        assert entry.rank == want
 
 
 def test_an_unreachable_target_returns_the_closest_plan_and_says_so(resnet, example, table):

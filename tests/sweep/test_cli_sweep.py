@@ -51,6 +51,7 @@ def test_bad_flags_exit_2(args):
     assert exit_.value.code == 2
 
 
+@pytest.mark.slow  # `rankscope bench sweep`
 def test_bench_sweep_agrees_and_reports_the_speedup(capsys):
     assert main(["bench", "sweep", "--samples", "16", "--points", "2", "--layers", "fc", "--threads", "1"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("sweep speedup: ")

@@ -37,7 +37,7 @@ def test_refinement_never_raises_the_measured_loss_and_keeps_the_target(resnet, 
     joint = JointLoss(Problem(model, "fmnist-resnet", example, Target("flops", fraction), table, data=subset))
 
     def measured(allocation) -> float:
-        return joint({layer: Option((e.method, tuple(e.rank) if isinstance(e.rank, list) else e.rank), 0, 0, 0)
+        return joint({layer: Option((e.method, e.rank), 0, 0, 0)
                       for layer, e in allocation.plan.layers.items()})
 
     assert measured(refined) <= measured(plain)

@@ -1,0 +1,73 @@
+"""Argument types shared by the ``rankscope`` command and its ``bench`` sub-commands.
+
+Each is an ``argparse`` ``type=``: it parses the text of one option and raises
+``argparse.ArgumentTypeError`` (argparse prints it as a usage error) when the value does not fit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+
+
+def positive(kind: str) -> Callable[[str], int]:
+    """A parser of integers of at least 1.
+
+    Parameters
+    ----------
+    kind : how the messages name the value, e.g. ``"--samples"``.
+
+    Returns
+    -------
+    Callable[[str], int]
+        Parses ``text`` as an ``int``; ``argparse.ArgumentTypeError`` when it is not an integer or is below 1.
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def threads(text: str) -> int:
+    """``--threads``: a positive integer no larger than this machine's CPU cores.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Not an integer, below 1, or more than ``os.cpu_count()``.
+    """
+    value = positive("--threads")(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(f"--threads {value} is larger than this machine's {cores} cores")
+    return value
+
+
+def fraction(flag: str) -> Callable[[str], float]:
+    """A parser of numbers in (0, 1].
+
+    Parameters
+    ----------
+    flag : the option the messages name, e.g. ``"--energy"``.
+
+    Returns
+    -------
+    Callable[[str], float]
+        Parses ``text`` as a ``float``; ``argparse.ArgumentTypeError`` when it is not a number or is outside (0, 1].
+    """
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be in (0, 1], got {value}")
+        return value
+
+    return parse

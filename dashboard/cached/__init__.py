@@ -1,0 +1,76 @@
+"""The cached calls into ``core`` that the pages share, one module per concern; every name is re-exported here,
+so a page writes ``cached.accuracy(...)``.
+
+- :mod:`.models`: the model, its data, its :class:`core.evaluate.PlanEvaluator`, its profile and layer tables;
+- :mod:`.plans`: a whole plan's accuracy, built model and costs, keyed by the :class:`core.plan.Plan` itself;
+- :mod:`.layer_study`: one layer rebuilt at a rank, its latency, spectra and output error;
+- :mod:`.sweeps`: sensitivity sweeps through the on-disk sweep cache, and allocators filling a plan from them;
+- :mod:`.channel_groups`: channel groups' capacity estimates and spectra.
+
+Resources (``st.cache_resource``) are shared, not copied: models, datasets, evaluators, built layers. Data
+(``st.cache_data``) is cached by value: tables, profiles, accuracies, counts.
+"""
+from dashboard.cached.channel_groups import capacities, group_spectrum
+from dashboard.cached.layer_study import error_curve, layer_error, layer_latency, probe_inputs, replacement, spectra
+from dashboard.cached.models import (
+    baseline_counts,
+    calibration_data,
+    calibration_images,
+    compressible,
+    data_name,
+    eval_data,
+    layer_latencies,
+    layers,
+    model_and_cfg,
+    plan_evaluator,
+    profile,
+    sites,
+    test_set,
+    weights_digest,
+)
+from dashboard.cached.plans import (
+    accuracy,
+    plan_totals,
+    planned_costs,
+    planned_counts,
+    planned_latency,
+    planned_memory,
+    planned_model,
+)
+from dashboard.cached.sweeps import allocation, needs_sweep, run_sweep, swept
+
+__all__ = [
+    "accuracy",
+    "allocation",
+    "baseline_counts",
+    "calibration_data",
+    "calibration_images",
+    "capacities",
+    "compressible",
+    "data_name",
+    "error_curve",
+    "eval_data",
+    "group_spectrum",
+    "layer_error",
+    "layer_latencies",
+    "layer_latency",
+    "layers",
+    "model_and_cfg",
+    "needs_sweep",
+    "plan_evaluator",
+    "plan_totals",
+    "planned_costs",
+    "planned_counts",
+    "planned_latency",
+    "planned_memory",
+    "planned_model",
+    "probe_inputs",
+    "profile",
+    "replacement",
+    "run_sweep",
+    "sites",
+    "spectra",
+    "swept",
+    "test_set",
+    "weights_digest",
+]

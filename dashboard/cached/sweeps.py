@@ -1,0 +1,63 @@
+"""Sensitivity sweeps (``core.sweep``) of the :class:`~dashboard.state.Grid` the Sensitivity page chose, read from
+and written to the on-disk sweep cache, and the allocators that fill a plan from them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import RankscopeError
+from core.profile import Cancelled, example_input
+from core.profile.context import torch_threads
+from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, sweep
+from core.sweep.allocate import NEEDS_TABLE
+from dashboard.cached.models import data_name, eval_data, model_and_cfg
+
+if TYPE_CHECKING:  # dashboard.state imports this package: the types only, no import cycle
+    from dashboard.state import Choice, Grid
+
+
+def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
+    """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
+
+    ``latency`` times every point at the chosen batch and threads. Raises ``RankscopeError`` without evaluation
+    data, for a bad grid, and ``Cancelled`` when ``cancel()`` says so.
+    """
+    dataset = data_name(c.model, c.arch, c.data)
+    if not dataset:
+        raise RankscopeError("a sweep measures accuracy: choose evaluation data on the Model page")
+    cache = SweepCache(data_key(dataset, c.samples, 0), Path(st.session_state["sweep_folder"]))
+    with torch_threads(c.threads):
+        return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
+                     methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch, cache=cache,
+                     progress=progress, cancel=cancel)
+
+
+def swept(c: Choice, g: Grid, latency: bool = False) -> pd.DataFrame | None:
+    """The sweep table of grid ``g`` when the sweep cache holds every row of it, else ``None`` (nothing is computed)."""
+    try:
+        return _cached_sweep(c, g, latency, st.session_state["sweep_folder"])
+    except Cancelled:
+        return None
+
+
+@st.cache_data(show_spinner="Reading the sweep cache…", max_entries=16)
+def _cached_sweep(c: Choice, g: Grid, latency: bool, folder: str) -> pd.DataFrame:
+    """A sweep asked to stop before its first row: the table when no row is missing, else ``Cancelled`` (not cached)."""
+    return run_sweep(c, g, latency=latency, cancel=lambda: True)
+
+
+def needs_sweep(allocator: str, target: Target) -> bool:
+    """Whether :func:`allocation` runs the sweep first: allocators that read it, and every latency budget (timed points)."""
+    return allocator in NEEDS_TABLE or target.kind == "latency"
+
+
+def allocation(c: Choice, g: Grid, allocator: str, target: Target, *, progress=None) -> Allocation:
+    """``core.sweep.allocate`` of grid ``g``'s layers and methods to ``target``, on the sweep (:func:`run_sweep`,
+    timed for a latency budget) where :func:`needs_sweep`. Raises ``RankscopeError`` as the sweep and allocator do."""
+    model, cfg = model_and_cfg(*c.key)
+    swept = run_sweep(c, g, latency=target.kind == "latency", progress=progress) if needs_sweep(allocator, target) else None
+    layers = None if swept is not None else layer_methods(model, list(g.layers) or None, list(g.methods) or None)
+    return allocate(allocator, Problem(model, c.model, example_input(cfg, 1), target, swept, layers))

@@ -1,0 +1,1 @@
+"""The test suite, a package tree: shared helpers import as ``tests.<folder>.helpers``, fixtures live in conftest.py."""
