@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 from core.data.augment import augment_normalised
 from core.errors import RankscopeError
 from core.models.capsnet import is_capsule_model, margin_loss
-from core.profile.accuracy import AccuracyResult, Cancelled, evaluate
+from core.profile import Cancelled, evaluate, has_labels, task_for
+from core.task import Scores, Task
 from core.profile.checks import check_device
 from core.profile.context import prepared
 
@@ -83,10 +84,10 @@ class RecoveryResult:
     """
 
     model: nn.Module
-    original: AccuracyResult
-    before: AccuracyResult
-    after_bn: AccuracyResult
-    after: AccuracyResult
+    original: Scores
+    before: Scores
+    after_bn: Scores
+    after: Scores
     batchnorm_layers: int
     steps: int
     seconds: float
@@ -131,7 +132,8 @@ def recalibrate_batchnorm(
     Parameters
     ----------
     model : the model to re-calibrate (left untouched).
-    data : a dataset of ``(normalised image, label)``, normally the training split.
+    data : a dataset of ``(normalised image, label)``, normally the training split; without labels (``-1``,
+        e.g. photo crops) the loss is the teacher term alone, whatever ``config.alpha`` says.
     batches, batch_size : how many batches of what size the statistics average.
     seed : order of the batches.
     device : where the forward passes run; the copy is returned on ``model``'s device.
@@ -166,11 +168,12 @@ def distillation_loss(
     """
     if capsule:
         soft = ((student - teacher) ** 2).sum(1).mean()
-        hard = margin_loss(student, labels)
     else:
         t = temperature
         soft = F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean", log_target=True) * t * t
-        hard = F.cross_entropy(student, labels)
+    if alpha == 1:  # the teacher term alone: the labels are not read (unlabelled data has none)
+        return soft
+    hard = margin_loss(student, labels) if capsule else F.cross_entropy(student, labels)
     return alpha * soft + (1 - alpha) * hard
 
 
@@ -195,7 +198,8 @@ def distill(
     ----------
     student : the compressed model; the copy is returned in eval mode on the student's device.
     teacher : the original model, with the same inputs and outputs.
-    data : a dataset of ``(normalised image, label)``, normally the training split.
+    data : a dataset of ``(normalised image, label)``, normally the training split; without labels (``-1``,
+        e.g. photo crops) the loss is the teacher term alone, whatever ``config.alpha`` says.
     config : steps, batch size, learning rate, temperature, alpha, augmentation, seed.
     device : where the training runs (``"cpu"`` or ``"cuda[:N]"``).
     progress : called after every step with ``(steps done, steps in all)``.
@@ -212,6 +216,7 @@ def distill(
     capsule = is_capsule_model(teacher)
     if capsule != is_capsule_model(student):
         raise RankscopeError("distillation needs student and teacher with the same kind of output (logits or capsule lengths)")
+    alpha = config.alpha if has_labels(data) else 1.0
     new = copy.deepcopy(student).to(dev).train()
     if config.steps == 0:
         return new.eval().to(_home(student))
@@ -227,7 +232,7 @@ def distill(
             images, labels = images.to(dev), torch.as_tensor(labels).long().to(dev)
             with torch.no_grad():
                 target = teacher(images)  # (B, classes)
-            loss = distillation_loss(new(images), target, labels, temperature=config.temperature, alpha=config.alpha, capsule=capsule)
+            loss = distillation_loss(new(images), target, labels, temperature=config.temperature, alpha=alpha, capsule=capsule)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -244,6 +249,7 @@ def recover(
     eval_data: Any,
     config: RecoveryConfig = RecoveryConfig(),
     *,
+    task: str | Task | None = None,
     eval_batch: int = 256,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
@@ -255,8 +261,9 @@ def recover(
     ----------
     original : the uncompressed model, the teacher (left untouched).
     compressed : the compressed model, e.g. from :func:`core.plan.apply_plan` (left untouched).
-    train_data : labelled training data for re-calibration and fine-tune (keep the evaluation data out of it).
-    eval_data : labelled data the accuracies are measured on.
+    train_data : training data for re-calibration and fine-tune, labels or not (keep the evaluation data out of it).
+    eval_data : the data the scores are measured on.
+    task : how they are scored (default: classification for labelled ``eval_data``, fidelity to ``original`` otherwise).
     config : the recovery settings (:class:`RecoveryConfig`).
     eval_batch : batch size of the evaluations.
     device : where everything runs.
@@ -265,11 +272,13 @@ def recover(
     Returns
     -------
     RecoveryResult
-        The recovered model and the accuracies of the original and of the compressed model before,
+        The recovered model and the scores of the original and of the compressed model before,
         after re-calibration and after fine-tune.
     """
-    def score(model: nn.Module) -> AccuracyResult:
-        return evaluate(model, eval_data, batch_size=eval_batch, device=device, cancel=cancel)
+    task = task_for(eval_data, task)
+
+    def score(model: nn.Module) -> Scores:
+        return evaluate(model, eval_data, task=task, reference=original, batch_size=eval_batch, device=device, cancel=cancel)
 
     start = time.perf_counter()
     calibrated = recalibrate_batchnorm(compressed, train_data, batches=config.bn_batches, batch_size=config.batch_size,

@@ -24,5 +24,10 @@ def percent(fraction: float | None) -> str:
 
 
 def points(delta: float | None) -> str | None:
-    """An accuracy difference in percentage points: -0.0123 -> '-1.23 pp' (None stays None)."""
+    """A difference of fractions (top-1, agreement) in percentage points: -0.0123 -> '-1.23 pp' (None stays None)."""
     return None if delta is None else f"{100 * delta:+.2f} pp"
+
+
+def capital(text: str) -> str:
+    """``text`` with its first letter upper-case (metric titles are lower-case: 'top-1' -> 'Top-1')."""
+    return text[:1].upper() + text[1:]

@@ -1,5 +1,6 @@
-"""Pieces the pages draw from cached results: metrics against a baseline, the planned-model row of the Attention
-and Sampling density pages, peak memory measured on request, and the Plan page's evaluated configurations."""
+"""Pieces the pages draw from cached results: costs and scores against a baseline (a task's metrics by their titles
+and directions), the planned-model row of the Attention and Sampling density pages, peak memory measured on request,
+and the Plan page's evaluated configurations."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -10,8 +11,10 @@ import streamlit as st
 
 from core.errors import RankscopeError
 from core.plan import Plan
+from core.profile import task_for
+from core.task import Metric, Scores, get_task
 from dashboard import cached, plots
-from dashboard.format import human, percent, points, share
+from dashboard.format import capital, human, points, share
 from dashboard.state import Choice
 
 
@@ -26,18 +29,52 @@ def cost_metric(where, label: str, value: float | None, base: float | None, fmt:
                  delta_arrow="off", help=help)
 
 
-def accuracy_metrics(cols: Sequence, scored: dict | None, baseline: dict | None, label: str = "Accuracy", *,
-                     loss: str | None = "Loss", baseline_name: str = "baseline", note: str = "") -> None:
-    """Top-1 of ``scored`` (``cached.accuracy``) against ``baseline``'s in ``cols[0]`` and the mean loss, labelled
-    ``loss`` (``None``: not shown), in ``cols[1]``; "—" without evaluation data (``scored`` is ``None``)."""
-    if scored is None:
-        cols[0].metric(label, "—", help="no evaluation data for this model")
+def metric_of(scores: Scores, name: str | None = None) -> Metric:
+    """The :class:`core.task.Metric` ``name`` (default: the headline) of the task ``scores`` are of."""
+    name = name or scores.headline
+    return next(m for m in get_task(scores.task).metrics if m.name == name)
+
+
+def score_metric(where, label: str, scores: Scores, base: Scores | None = None, name: str | None = None, *,
+                 baseline_name: str = "baseline", note: str = "") -> None:
+    """Metric ``name`` (default: the headline) of ``scores`` as its task shows it, with the change from ``base``'s as
+    the delta (percentage points for a fraction; none without ``base``), coloured by the metric's direction (a fall
+    is bad only when higher is better). The help says what it measures, on what, and the task's other metrics."""
+    metric = metric_of(scores, name)
+    value = scores[metric.name]
+    others = [f"{m.title} {m.show(scores[m.name])}" for m in get_task(scores.task).metrics
+              if m.name in scores.values and m.name != metric.name]
+    about = f"{metric.description}; {scores.task} on {scores.samples} evaluation images"
+    if base is None:
+        where.metric(label, metric.show(value), help=f"{about}; also {', '.join(others)}" if others else about)
         return
-    cols[0].metric(label, percent(scored["accuracy"]), points(scored["accuracy"] - baseline["accuracy"]),
-                   help=f"top-1 on {scored['samples']} evaluation images; {baseline_name} {percent(baseline['accuracy'])}{note}")
+    change = value - base[metric.name]
+    where.metric(label, metric.show(value), points(change) if metric.fraction else f"{change:+.4f}",
+                 delta_color="normal" if metric.higher_is_better else "inverse",
+                 help=f"{about}; {baseline_name} {metric.show(base[metric.name])}{note}"
+                      + (f". Also: {', '.join(others)}" if others else ""))
+
+
+def quality_metrics(cols: Sequence, scored: Sequence[Scores], baseline: Sequence[Scores], what: str = "{}", *,
+                    loss: str | None = "Loss", baseline_name: str = "baseline", note: str = "") -> None:
+    """The headline of each of ``scored`` (``cached.scores``: the evaluation task's, then the fidelity to the dense
+    model where that is another task) against ``baseline``'s, one per column, labelled ``what.format(its title)``;
+    then the first task's loss, labelled ``loss`` (``None``: not shown). Fills up to ``len(scored) + 1`` of ``cols``."""
+    shown = [(what, s, b, None) for s, b in zip(scored, baseline)]
     if loss is not None:
-        cols[1].metric(loss, f"{scored['loss']:.4f}", f"{scored['loss'] - baseline['loss']:+.4f}", delta_color="inverse",
-                       help=f"mean cross-entropy; {baseline_name} {baseline['loss']:.4f}")
+        shown.append((loss, scored[0], baseline[0], get_task(scored[0].task).loss_metric))
+    for col, (label, s, b, name) in zip(cols, shown):
+        score_metric(col, capital(label.format(metric_of(s, name).title)), s, b, name, baseline_name=baseline_name,
+                     note=note)
+
+
+def evaluation_note(c: Choice) -> str:
+    """What the chosen model is scored on: "500 evaluation images of fashion-mnist, by classification", saying when
+    the images are the unlabelled fallback photos because no data set rankscope has fits the model."""
+    data, full = cached.data_name(c.model, c.arch, c.data), cached.test_set(c.model, c.arch, c.data)
+    task = task_for(full).name
+    why = " (no labelled data set fits the model: give one on the Model page)" if cached.is_fallback(*c.key, c.data) else ""
+    return f"{min(c.samples, len(full))} evaluation images of {data}{why}, by {task}"
 
 
 def memory_on_request(c: Choice, plans: list[Plan], label: str = "Measure peak memory") -> list[float] | None:
@@ -52,60 +89,67 @@ def memory_on_request(c: Choice, plans: list[Plan], label: str = "Measure peak m
     return [cached.planned_memory(*c.evaluation, plan, c.batch, c.threads) for plan in plans]
 
 
-def planned_against_baseline(c: Choice, plan: Plan, baseline_name: str, accuracy_note: str = "") -> dict | None:
-    """Five metrics of the model ``plan`` builds against the model as it is (the Attention and Sampling density
-    pages): accuracy without fine-tune, parameters and FLOPs counted on the built model, latency measured at once,
-    peak memory on request. A bad plan is a message on the page, which then stops.
+def planned_against_baseline(c: Choice, plan: Plan, baseline_name: str, note: str = "") -> tuple[Scores, ...]:
+    """The model ``plan`` builds against the model as it is (the Attention and Sampling density pages): parameters
+    and FLOPs counted on the built model, latency measured at once, peak memory on request, and its scores without
+    fine-tune (the headline of each of ``cached.scores``). A bad plan is a message on the page, which then stops.
 
-    Returns the planned model's accuracy (``cached.accuracy``; ``None`` without evaluation data).
+    Returns the planned model's ``cached.scores``.
     """
     dense = Plan(c.model)
     try:
         base = cached.baseline_counts(*c.key)
         counted = cached.planned_counts(*c.evaluation, plan)
-        baseline = cached.accuracy(*c.evaluation, c.threads, dense)
-        planned = cached.accuracy(*c.evaluation, c.threads, plan)
+        baseline = cached.scores(*c.evaluation, c.threads, dense)
+        planned = cached.scores(*c.evaluation, c.threads, plan)
         dense_ms = cached.planned_latency(*c.evaluation, dense, c.batch, c.threads)
         latency_ms = cached.planned_latency(*c.evaluation, plan, c.batch, c.threads)
     except RankscopeError as err:
         st.error(str(err))
         st.stop()
-    cols = st.columns(5)
-    accuracy_metrics(cols, planned, baseline, "Accuracy (no fine-tune)", loss=None, baseline_name=baseline_name,
-                     note=accuracy_note)
-    cost_metric(cols[1], "Parameters", counted["params"], base["params"], help="counted on the built model")
-    cost_metric(cols[2], "FLOPs / image", counted["flops"], base["flops"], help="counted on the built model; 1 MAC = 2 FLOPs")
-    cost_metric(cols[3], "Latency (median)", latency_ms, dense_ms, "{:.2f} ms",
+    cols = st.columns(6)
+    cost_metric(cols[0], "Parameters", counted["params"], base["params"], help="counted on the built model")
+    cost_metric(cols[1], "FLOPs / image", counted["flops"], base["flops"], help="counted on the built model; 1 MAC = 2 FLOPs")
+    cost_metric(cols[2], "Latency (median)", latency_ms, dense_ms, "{:.2f} ms",
                 help=f"whole model at batch {c.batch}, measured; {baseline_name} {dense_ms:.2f} ms")
-    with cols[4]:
+    with cols[3]:
         dense_mb, planned_mb = memory_on_request(c, [dense, plan]) or (None, None)
         cost_metric(st, "Peak memory", planned_mb, dense_mb, "{:.1f} MB",
                     help="model + input + one forward pass, measured in a fresh process"
                     + ("" if dense_mb is None else f"; {baseline_name} {dense_mb:.1f} MB"))
+    quality_metrics(cols[4:], planned, baseline, "{} (no fine-tune)", loss=None, baseline_name=baseline_name, note=note)
     return planned
 
 
 def configurations(history: list[dict], dense_point: dict, current: int | None, restore: Callable[[int], None],
-                   restore_key: str) -> None:
-    """The configurations evaluated in this session (``state.history``): accuracy against FLOPs and, once measured,
-    latency, with their Pareto fronts (click a point to restore it), their table, and a box to restore one."""
-    frame = pd.DataFrame(history)
+                   restore_key: str, metrics: Sequence[Metric]) -> None:
+    """The configurations evaluated in this session (``state.history``): ``metrics[0]`` (the task's headline) against
+    FLOPs and, once measured, latency, with their Pareto fronts (click a point to restore it), their table with every
+    one of ``metrics`` (the headlines of ``cached.scores``), and a box to restore one."""
+    frame, metric = pd.DataFrame(history), metrics[0]
     left, right = st.columns(2)
-    left.plotly_chart(plots.frontier(frame, dense_point, "flops", current), width="stretch", key="frontier_flops",
-                      on_select=partial(_picked, "frontier_flops", restore), selection_mode="points")
+    left.plotly_chart(plots.frontier(frame, dense_point, "flops", current, metric=metric), width="stretch",
+                      key="frontier_flops", on_select=partial(_picked, "frontier_flops", restore), selection_mode="points")
     if frame["latency_ms"].notna().any():
-        right.plotly_chart(plots.frontier(frame, dense_point, "latency_ms", current), width="stretch", key="frontier_latency",
-                           on_select=partial(_picked, "frontier_latency", restore), selection_mode="points")
+        right.plotly_chart(plots.frontier(frame, dense_point, "latency_ms", current, metric=metric), width="stretch",
+                           key="frontier_latency", on_select=partial(_picked, "frontier_latency", restore),
+                           selection_mode="points")
     else:
-        right.info("Measure latency (button above) to place configurations on an accuracy-vs-latency chart.")
-    shown = frame[["id", "layers", "params", "flops", "accuracy", "loss", "latency_ms", "peak_memory_mb", "full_accuracy"]]
+        right.info(f"Measure latency (button above) to place configurations on a {metric.title}-vs-latency chart.")
+    names = [m.name for m in metrics]
+    shown = frame.reindex(columns=["id", "layers", "params", "flops", *names, "loss", "latency_ms", "peak_memory_mb",
+                                   "full_score"])
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
-        "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
-        "full_accuracy": st.column_config.NumberColumn("full test set", format="percent")})
+        **{m.name: score_column(m.title, m) for m in metrics}, "full_score": score_column(f"{metric.title}, full set", metric)})
     labels = {h["id"]: h["label"] for h in history}
     st.selectbox("Restore a configuration", list(labels), format_func=labels.get, index=None,
                  placeholder="or click its point in a chart", key=restore_key,
                  on_change=lambda: restore(st.session_state[restore_key]))
+
+
+def score_column(title: str, metric: Metric):
+    """A table column of ``metric``'s values headed ``title``: a percentage for a fraction."""
+    return st.column_config.NumberColumn(title, format="percent" if metric.fraction else "%.4f")
 
 
 def _picked(chart: str, restore: Callable[[int], None]) -> None:

@@ -9,6 +9,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.sweep import DENSE, MODEL
+from core.sweep.table import headline_score, table_task
+from core.task import Metric
+from dashboard.format import capital
 
 BLUE, ORANGE, GREY, RED = "#4c78a8", "#f58518", "#9d9d9d", "#e45756"
 MARGIN = dict(l=50, r=20, t=60, b=40)
@@ -88,61 +91,72 @@ def layer_costs(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def frontier(history: pd.DataFrame, baseline: dict, x: str, current: int | None = None) -> go.Figure:
-    """Accuracy against ``x`` ("flops" or "latency_ms") of every evaluated configuration; the baseline and current
-    marked, and the Pareto front of them all (with the baseline) drawn as a staircase.
+def frontier(history: pd.DataFrame, baseline: dict, x: str, current: int | None = None, *, metric: Metric) -> go.Figure:
+    """``metric`` (the task's headline) against ``x`` ("flops" or "latency_ms") of every evaluated configuration; the
+    baseline and current marked, and the Pareto front of them all (with the baseline) drawn as a staircase.
 
-    ``history`` has ``id, accuracy, flops, latency_ms, params, label``; each point's ``customdata`` is its ``id``,
-    which the page reads back when a point is clicked.
+    ``history`` has ``id, <metric.name>, flops, latency_ms, params, label``; ``baseline`` has ``x`` and ``metric.name``.
+    Each point's ``customdata`` is its ``id``, which the page reads back when a point is clicked.
     """
-    label = {"flops": "FLOPs per image", "latency_ms": "latency (ms, median)"}[x]
-    shown = history.dropna(subset=[x, "accuracy"])
+    label, y, scale = {"flops": "FLOPs per image", "latency_ms": "latency (ms, median)"}[x], metric.name, _scale(metric)
+    shown = history.dropna(subset=[x, y])
     fig = go.Figure()
-    fig.add_scatter(x=shown[x], y=shown["accuracy"] * 100, mode="markers", name="evaluated configurations",
+    fig.add_scatter(x=shown[x], y=shown[y] * scale, mode="markers", name="evaluated configurations",
                     customdata=shown["id"], text=shown["label"], marker=dict(size=11, color=BLUE),
-                    hovertemplate="%{text}<br>" + label + " %{x:.4s}<br>accuracy %{y:.2f} %<extra>click to restore</extra>")
+                    hovertemplate="%{text}<br>" + label + f" %{{x:.4s}}<br>{metric.title} %{{y:.{_digits(metric)}f}}"
+                                  + _unit(metric) + "<extra>click to restore</extra>")
     if current is not None and (shown["id"] == current).any():
         now = shown[shown["id"] == current]
-        fig.add_scatter(x=now[x], y=now["accuracy"] * 100, mode="markers", name="current", hoverinfo="skip",
+        fig.add_scatter(x=now[x], y=now[y] * scale, mode="markers", name="current", hoverinfo="skip",
                         marker=dict(size=17, color="rgba(0,0,0,0)", line=dict(color=RED, width=3)))
-    tried = shown[[x, "accuracy"]]
-    if baseline.get(x) is not None and baseline.get("accuracy") is not None:
-        fig.add_scatter(x=[baseline[x]], y=[baseline["accuracy"] * 100], mode="markers", name="dense baseline",
+    tried = shown[[x, y]]
+    if baseline.get(x) is not None and baseline.get(y) is not None:
+        fig.add_scatter(x=[baseline[x]], y=[baseline[y] * scale], mode="markers", name="dense baseline",
                         marker=dict(size=13, color=ORANGE, symbol="star"), hovertemplate="dense baseline<extra></extra>")
-        tried = pd.concat([tried, pd.DataFrame({x: [baseline[x]], "accuracy": [baseline["accuracy"]]})], ignore_index=True)
-    front = tried.loc[pareto_front(tried[x], tried["accuracy"])].sort_values(x)
-    fig.add_scatter(x=front[x], y=front["accuracy"] * 100, mode="lines", name="Pareto front", hoverinfo="skip",
+        tried = pd.concat([tried, pd.DataFrame({x: [baseline[x]], y: [baseline[y]]})], ignore_index=True)
+    better = tried[y] if metric.higher_is_better else -tried[y]
+    front = tried.loc[pareto_front(tried[x], better)].sort_values(x)
+    fig.add_scatter(x=front[x], y=front[y] * scale, mode="lines", name="Pareto front", hoverinfo="skip",
                     line=dict(color=GREY, dash="dot", shape="hv"))
-    fig.update_layout(title=f"Accuracy vs {label} of every configuration evaluated<br>"
+    fig.update_layout(title=f"{capital(metric.title)} vs {label} of every configuration evaluated<br>"
                             "<sup>dotted: their Pareto front (dense model included); click a point to restore it</sup>",
-                      xaxis_title=label, yaxis_title="top-1 accuracy on the evaluation subset (%)", height=380,
+                      xaxis_title=label, yaxis_title=f"{metric.title} on the evaluation subset{_axis_unit(metric)}", height=380,
                       margin=MARGIN, legend=dict(orientation="h", y=-0.2))
     return fig
 
 
-def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
-    """Index labels of the points no other point beats: none costs no more with a higher accuracy, or less with the same."""
-    order = sorted(cost.index, key=lambda i: (cost[i], -accuracy[i]))
+def pareto_front(cost: pd.Series, score: pd.Series) -> list:
+    """Index labels of the points no other point beats: none costs no more with a higher score, or less with the same."""
+    order = sorted(cost.index, key=lambda i: (cost[i], -score[i]))
     front, best = [], -np.inf
     for i in order:
-        if accuracy[i] > best:
+        if score[i] > best:
             front.append(i)
-            best = accuracy[i]
+            best = score[i]
     return front
+
+
+def headline(table: pd.DataFrame) -> Metric:
+    """The headline metric of the task a sweep table is scored by (``core.sweep.table.table_task``)."""
+    task = table_task(table)
+    return next(m for m in task.metrics if m.name == task.headline)
 
 
 def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
     """The swept points of a sensitivity table (:mod:`core.sweep.table`), with what the figures show.
 
-    Adds ``drop`` (top-1 accuracy drop against the dense model, percentage points), ``flops_kept`` and
-    ``params_kept`` (against the dense layer), ``row`` (the layer, with the method when a layer has several)
-    and ``step`` (1 = the lowest rank of the layer's grid, up to its full rank).
+    Adds ``score`` (the task's headline metric), ``drop`` (how much worse it is than the dense model's, by
+    ``core.sweep.table.headline_score``: percentage points for a fraction), ``flops_kept`` and ``params_kept``
+    (against the dense layer), ``row`` (the layer, with the method when a layer has several) and ``step``
+    (1 = the lowest rank of the layer's grid, up to its full rank).
     """
-    model = table[table["layer"] == MODEL].iloc[0]
-    dense = table[(table["method"] == DENSE) & (table["layer"] != MODEL)].set_index("layer")
+    signed, metric = headline_score(table), headline(table)
+    model = table["layer"] == MODEL
+    dense = table[(table["method"] == DENSE) & ~model].set_index("layer")
     out = table[table["method"] != DENSE].copy()
     several = out.groupby("layer")["method"].transform("nunique") > 1
-    out["drop"] = 100 * (model["top1"] - out["top1"])
+    out["score"] = out[metric.name]
+    out["drop"] = _scale(metric) * (signed[model].iloc[0] - signed[out.index])
     out["flops_kept"] = out["flops"] / out["layer"].map(dense["flops"])
     out["params_kept"] = out["params"] / out["layer"].map(dense["params"])
     out["row"] = out["layer"].where(~several, out["layer"] + " · " + out["method"])
@@ -150,54 +164,72 @@ def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-SWEEP_HOVER = ("%{customdata[0]} · %{customdata[1]} rank %{customdata[2]} (%{customdata[3]:.0%} of full rank)<br>"
-               "params %{customdata[4]:,} · FLOPs %{customdata[5]:.4s}<br>top-1 %{customdata[6]:.2%}")
-SWEEP_FIELDS = ["layer", "method", "rank", "fraction", "params", "flops", "top1"]
+SWEEP_FIELDS = ["layer", "method", "rank", "fraction", "params", "flops", "score"]
+
+
+def _sweep_hover(metric: Metric) -> str:
+    """The hover text of a swept point (its ``customdata`` are :data:`SWEEP_FIELDS`)."""
+    score = ".2%" if metric.fraction else ".4f"
+    return ("%{customdata[0]} · %{customdata[1]} rank %{customdata[2]} (%{customdata[3]:.0%} of full rank)<br>"
+            f"params %{{customdata[4]:,}} · FLOPs %{{customdata[5]:.4s}}<br>{metric.title} %{{customdata[6]:{score}}}")
 
 
 def sensitivity_heatmap(table: pd.DataFrame) -> go.Figure:
-    """Accuracy drop (percentage points vs the dense model) of each layer (rows, forward order) at each rank of its
-    grid (columns, lowest rank to full rank; the cell text is the rank), only that layer changed.
+    """How much worse the task's headline metric gets (vs the dense model; percentage points for a fraction) with
+    each layer (rows, forward order) at each rank of its grid (columns, lowest rank to full rank; the cell text is
+    the rank), only that layer changed.
 
-    ``table`` is a sweep table (:func:`core.sweep.sweep`); the hover shows method, rank, params and FLOPs.
+    ``table`` is a sweep table (:func:`core.sweep.sweep`); the hover shows method, rank, params, FLOPs and the metric.
     """
-    pts = sweep_points(table)
+    pts, metric = sweep_points(table), headline(table)
     rows, steps = list(dict.fromkeys(pts["row"])), sorted(pts["step"].unique())
     z = pts.pivot(index="row", columns="step", values="drop").reindex(index=rows, columns=steps)
     text = pts.pivot(index="row", columns="step", values="rank").reindex(index=rows, columns=steps).fillna("")
     custom = np.stack([pts.pivot(index="row", columns="step", values=f).reindex(index=rows, columns=steps).to_numpy(object)
                        for f in SWEEP_FIELDS], axis=-1)  # (rows, steps, fields)
     typical = pts.groupby("step")["fraction"].median()
+    drop, unit = ("drop" if metric.higher_is_better else "rise"), ("pp" if metric.fraction else "")
     fig = go.Figure(go.Heatmap(
         z=z.to_numpy(float), x=steps, y=rows, text=text.to_numpy(), texttemplate="%{text}", customdata=custom,
-        colorscale="RdBu_r", zmid=0, colorbar=dict(title="drop (pp)"), xgap=2, ygap=2,
-        hovertemplate=SWEEP_HOVER + "<br>accuracy drop %{z:.2f} pp<extra></extra>"))
+        colorscale="RdBu_r", zmid=0, colorbar=dict(title=f"{drop} {unit}".strip()), xgap=2, ygap=2,
+        hovertemplate=_sweep_hover(metric) + f"<br>{metric.title} {drop} %{{z:.{_digits(metric)}f}} {unit}<extra></extra>"))
     fig.update_xaxes(title_text="rank, from 1 (left) to the layer's full rank (right); tick: median share of full rank",
                      tickvals=steps, ticktext=[f"≈{100 * typical[s]:.0f} %" for s in steps])
     fig.update_yaxes(autorange="reversed", title_text=None)
-    fig.update_layout(title="Accuracy drop when only this layer is compressed (percentage points vs the dense model; "
-                            "red = worse)<br><sup>cell text: the rank</sup>",
+    fig.update_layout(title=f"{capital(metric.title)} {drop} when only this layer is compressed "
+                            f"({'percentage points' if metric.fraction else 'difference'} vs the dense model; red = worse)"
+                            "<br><sup>cell text: the rank</sup>",
                       height=max(300, 90 + 32 * len(rows)), margin=MARGIN)
     return fig
 
 
-CURVE_Y = {"top1": "top-1 accuracy (%)", "loss": "loss (mean cross-entropy)"}
+CURVE_Y = ("score", "loss")  # the task's headline metric, the task's loss
 CURVE_X = {"fraction": "rank kept, share of the full rank (%)", "flops_kept": "FLOPs kept, % of the dense layer"}
 
 
-def sensitivity_curves(table: pd.DataFrame, y: str = "top1", x: str = "fraction") -> go.Figure:
-    """One line per layer (and method): ``y`` ("top1" or "loss") of the model with only that layer compressed,
-    against ``x`` ("fraction" of full rank or "flops_kept" of the dense layer); the dense model dashed."""
-    pts = sweep_points(table)
-    scale = 100 if y == "top1" else 1
+def curve_title(table: pd.DataFrame, y: str) -> str:
+    """What ``y`` (one of :data:`CURVE_Y`) is for the task of sweep ``table``: the headline's title, or the loss."""
+    task = table_task(table)
+    loss = next(m.title for m in task.metrics if m.name == task.loss_metric)
+    return headline(table).title if y == "score" else ("loss" if loss == "loss" else f"loss ({loss})")
+
+
+def sensitivity_curves(table: pd.DataFrame, y: str = "score", x: str = "fraction") -> go.Figure:
+    """One line per layer (and method): ``y`` ("score", the task's headline metric, or "loss") of the model with only
+    that layer compressed, against ``x`` ("fraction" of full rank or "flops_kept" of the dense layer); the dense
+    model dashed."""
+    pts, metric = sweep_points(table), headline(table)
+    scale = _scale(metric) if y == "score" else 1
+    column = metric.name if y == "score" else "loss"
     fig = go.Figure()
     for row, group in pts.groupby("row", sort=False):
-        fig.add_scatter(x=100 * group[x], y=scale * group[y], mode="lines+markers", name=row,
-                        customdata=group[SWEEP_FIELDS].to_numpy(object), hovertemplate=SWEEP_HOVER + "<extra></extra>")
-    dense = table.loc[table["layer"] == MODEL, y].iloc[0]
+        fig.add_scatter(x=100 * group[x], y=scale * group[column], mode="lines+markers", name=row,
+                        customdata=group[SWEEP_FIELDS].to_numpy(object), hovertemplate=_sweep_hover(metric) + "<extra></extra>")
+    dense = table.loc[table["layer"] == MODEL, column].iloc[0]
     fig.add_hline(y=scale * dense, line_dash="dash", line_color=GREY, annotation_text="dense model")
-    fig.update_layout(title=f"{CURVE_Y[y].split(' (')[0].capitalize()} with only one layer compressed, per layer",
-                      xaxis_title=CURVE_X[x], yaxis_title=CURVE_Y[y], height=420, margin=MARGIN)
+    label = curve_title(table, y)
+    fig.update_layout(title=f"{capital(label)} with only one layer compressed, per layer", xaxis_title=CURVE_X[x],
+                      yaxis_title=label + (_axis_unit(metric) if y == "score" else ""), height=420, margin=MARGIN)
     return fig
 
 
@@ -248,11 +280,30 @@ def channel_spectrum(spectrum: pd.DataFrame, cutoff: int, kept: int) -> go.Figur
     return fig
 
 
-def method_comparison(table: pd.DataFrame) -> go.Figure:
-    """Accuracy of each way of reaching the same densities (``table``: ``how``, ``accuracy``, ``params``)."""
-    fig = go.Figure(go.Bar(x=table["how"], y=100 * table["accuracy"], marker_color=[ORANGE if h == "resample" else BLUE
-                                                                                  for h in table["how"]],
-                           text=[f"{100 * a:.1f} %" for a in table["accuracy"]], textposition="outside"))
+def method_comparison(table: pd.DataFrame, metric: Metric) -> go.Figure:
+    """``metric`` of each way of reaching the same densities (``table``: ``how``, ``<metric.name>``, ``params``)."""
+    values = _scale(metric) * table[metric.name]
+    fig = go.Figure(go.Bar(x=table["how"], y=values, marker_color=[ORANGE if h == "resample" else BLUE for h in table["how"]],
+                           text=[f"{v:.{_digits(metric) - 1}f}{_unit(metric)}" for v in values], textposition="outside"))
     fig.update_layout(title="Same densities, no fine-tune: resampling (orange) against each pruning score",
-                      yaxis_title="top-1 accuracy (%)", yaxis_range=[0, 105], height=340, margin=MARGIN)
+                      yaxis_title=metric.title + _axis_unit(metric), height=340, margin=MARGIN,
+                      yaxis_range=[0, 105] if metric.fraction else None)
     return fig
+
+
+# --- how a metric is drawn: fractions as percentages ------------------------------------------
+def _scale(metric: Metric) -> float:
+    return 100.0 if metric.fraction else 1.0
+
+
+def _unit(metric: Metric) -> str:
+    return " %" if metric.fraction else ""
+
+
+def _axis_unit(metric: Metric) -> str:
+    return " (%)" if metric.fraction else ""
+
+
+def _digits(metric: Metric) -> int:
+    """Decimals of a value in hover text: 2 for a percentage, 4 otherwise (as ``Metric.show``)."""
+    return 2 if metric.fraction else 4

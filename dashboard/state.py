@@ -30,8 +30,8 @@ DEFAULTS = {
     "shipped": "fmnist-resnet",
     "custom": "",  # a timm:/torchvision: name typed in
     "upload_arch": "",
-    "data": "",  # evaluation data; "" = the model's own dataset
-    "samples": INTERACTIVE_SAMPLES,  # evaluation subset behind every live accuracy
+    "data": "",  # evaluation data; "" = the model's own dataset, else unlabelled photos (cached.data_name)
+    "samples": INTERACTIVE_SAMPLES,  # evaluation subset behind every live score
     "batch": 1,  # batch of latency and memory runs
     "threads": 1,
     "device": "cpu",

@@ -7,6 +7,7 @@ data-carrying normal dependency in pyproject.toml); (3) every path of the table 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 import tomllib
@@ -24,6 +25,7 @@ TARGET_VAR = re.compile(r"^([^\s:#=]+)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::=|\?
 RULE = re.compile(r"^([^\s:#=$][^:#=]*?)\s*:(?!=)\s*([^=]*)$")
 
 
+@functools.cache
 def _literals(path: Path) -> list[str]:
     """Every string constant of a Python file, f-string pieces included."""
     tree = ast.parse(path.read_text(), filename=str(path))

@@ -135,7 +135,7 @@ def _speed(setup: _Setup, kept: dict[str, Any], top1: dict[str, float], latency_
     for allocator, allocation in kept.items():
         small = setup.compressed(allocation)
         dense_ms, small_ms = ab_latency(setup.model, small, example, repeats)
-        score = top1[allocator] if allocator in top1 else evaluate(small, setup.test).top1
+        score = top1[allocator] if allocator in top1 else evaluate(small, setup.test)["top1"]
         speed[allocator] = (count_flops(small, example_input(setup.cfg, 1)).per_sample / dense_flops, dense_ms / small_ms, score)
     return speed
 
@@ -153,20 +153,20 @@ def bench_model(name: str, *, budgets: tuple[float, ...] = BUDGETS, samples: int
     start = time.perf_counter()
     setup = _setup(name, samples, sweep_samples, refine_samples, evaluations, points, latency_batch, seed, cache_dir)
     log(f"{name}: swept {len(setup.table)} rows, {time.perf_counter() - start:.0f} s")
-    result = ModelBench(name, len(setup.test), evaluate(setup.model, setup.test).top1)
+    result = ModelBench(name, len(setup.test), evaluate(setup.model, setup.test)["top1"])
     kept = {}
     for budget in budgets:
         for allocator in ORDER:
             kept[(allocator, budget)] = allocation = setup.plan(allocator, Target("flops", budget))
-            result.top1[(allocator, budget)] = evaluate(setup.compressed(allocation), setup.test).top1
+            result.top1[(allocator, budget)] = evaluate(setup.compressed(allocation), setup.test)["top1"]
             result.flops[(allocator, budget)] = allocation.ratio
         log(f"{name} at {budget:g} of the FLOPs: " + ", ".join(f"{a} {100 * result.top1[(a, budget)]:.2f} %" for a in ORDER))
     for budget in recover_at:
         best = max(ORDER, key=lambda a: result.top1[(a, budget)])
         recovery = recover(setup.model, setup.compressed(kept[(best, budget)]), setup.train, setup.test,
                            RecoveryConfig(steps=steps, seed=seed))
-        result.recovered[budget] = (best, recovery.after.top1)
-        log(f"{name} at {budget:g}: {best} after recovery ({steps} steps) {100 * recovery.after.top1:.2f} %")
+        result.recovered[budget] = (best, recovery.after["top1"])
+        log(f"{name} at {budget:g}: {best} after recovery ({steps} steps) {100 * recovery.after['top1']:.2f} %")
     middle = min(budgets, key=lambda b: abs(b - 0.5))
     result.speed = _speed(setup, {a: kept[(a, middle)] for a in ORDER}, {a: result.top1[(a, middle)] for a in ORDER},
                           latency_batch, repeats)

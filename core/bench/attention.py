@@ -114,14 +114,14 @@ def accuracy_table(variants: list[str], *, model_name: str = "fmnist-vit", sampl
     config = RecoveryConfig(steps=steps, batch_size=batch_size, lr=lr)
     rows = []
     with torch_threads(threads):
-        reference = 100 * evaluate(model, test).top1
+        reference = 100 * evaluate(model, test)["top1"]
         for name in variants:
             student = swap_model(model, name, **hyper.get(name, {}))
-            zero_shot = 100 * evaluate(student, test).top1
+            zero_shot = 100 * evaluate(student, test)["top1"]
             start = time.perf_counter()
             tuned = distill(student, model, train, config)
             seconds = time.perf_counter() - start
-            fine_tuned = 100 * evaluate(tuned, test).top1
+            fine_tuned = 100 * evaluate(tuned, test)["top1"]
             rows.append({"variant": name, "params": count_params(tuned), "zero_shot": zero_shot, "fine_tuned": fine_tuned,
                          "gap_points": reference - fine_tuned, "finetune_s": seconds})
     return pd.DataFrame(rows), reference

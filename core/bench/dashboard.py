@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from core import argtypes
-from core.data import eval_subset, load_dataset
+from core.data import default_dataset, eval_subset, load_dataset
 from core.decompose import CACHE, applicable_methods, get_method
 from core.decompose.rank import plan_value, rank_at
 from core.evaluate.cached import INTERACTIVE_SAMPLES, LayerEvaluator
@@ -59,11 +59,15 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int = 5, all_layers: bool = False,
-                threads: int | None = None) -> list[BenchRow]:
-    """Time the three paths on layers of the shipped model ``name``; one :class:`BenchRow` per layer."""
+def bench_model(name: str, *, data: str | None = None, samples: int = INTERACTIVE_SAMPLES, repeats: int = 5,
+                all_layers: bool = False, threads: int | None = None) -> list[BenchRow]:
+    """Time the three paths on layers of the shipped model ``name``; one :class:`BenchRow` per layer.
+
+    ``data`` is the evaluation data (default the model's own); its task scores the update (classification with
+    labels, fidelity to the dense model without, as the dashboard does).
+    """
     model, cfg = create_model(name)
-    dataset = eval_subset(load_dataset(cfg.dataset, cfg), samples)
+    dataset = eval_subset(load_dataset(default_dataset(cfg, data), cfg), samples)
     layers = []  # (path, the first data-free method that applies) in forward order
     for path, module in model.named_modules():
         methods = [m for m in applicable_methods(module) if not get_method(m).needs_calibration]
@@ -86,7 +90,7 @@ def bench_model(name: str, *, samples: int = INTERACTIVE_SAMPLES, repeats: int =
                     CACHE.clear()
                 value = plan_value(rank)
                 new, _ = apply_plan(model, Plan(name, {path: LayerEntry(method_name, value)}))
-                evaluate(new, dataset)
+                evaluate(new, dataset, task=evaluator.task, reference=model)
 
             cached(ranks[-1])  # warm both caches with one earlier rank change, as the dashboard would have
             times = {"cached": [], "scratch": [], "warm": []}
@@ -126,7 +130,8 @@ def format_summary(rows: list[BenchRow]) -> str:
 def run(args: argparse.Namespace) -> None:
     rows = []
     for name in args.models or list_models():
-        mine = bench_model(name, samples=args.samples, repeats=args.repeats, all_layers=args.all_layers, threads=args.threads)
+        mine = bench_model(name, data=args.data, samples=args.samples, repeats=args.repeats, all_layers=args.all_layers,
+                           threads=args.threads)
         rows += mine
         if not args.json:
             print(format_table(mine) + "\n", flush=True)
@@ -137,6 +142,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench dashboard``."""
     p = kinds.add_parser("dashboard", help="time from a rank change to updated accuracy: cached activations vs from scratch")
     p.add_argument("models", nargs="*", help="shipped models (default: all)")
+    p.add_argument("--data", help="evaluation data (default: each model's own), e.g. photos:64 for fidelity")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=INTERACTIVE_SAMPLES,
                    help=f"evaluation subset size (default: the dashboard's, {INTERACTIVE_SAMPLES})")
     p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=5, help="timed rank changes per layer and path (median)")

@@ -83,7 +83,7 @@ def compare(name: str, *, densities: tuple[float, ...] = DENSITIES, ways: tuple[
     dense = evaluate(model, test)
     rows = [{"model": name, "way": "dense", "density": 1.0, "params": count_params(model),
              "flops": count_flops(model, example).per_sample, "latency_ms": ab_latency(model, model, timed, repeats)[0],
-             "speedup": 1.0, "top1": dense.top1, "top1_tuned": dense.top1, "apply_s": 0.0, "tune_s": 0.0}]
+             "speedup": 1.0, "top1": dense["top1"], "top1_tuned": dense["top1"], "apply_s": 0.0, "tune_s": 0.0}]
     for way in ways:
         for density in densities:
             start = time.perf_counter()
@@ -97,7 +97,7 @@ def compare(name: str, *, densities: tuple[float, ...] = DENSITIES, ways: tuple[
             tune_s = time.perf_counter() - start
             rows.append({"model": name, "way": way, "density": density, "params": count_params(narrowed),
                          "flops": count_flops(narrowed, example).per_sample, "latency_ms": ms, "speedup": base_ms / ms,
-                         "top1": evaluate(narrowed, test).top1, "top1_tuned": evaluate(tuned, test).top1,
+                         "top1": evaluate(narrowed, test)["top1"], "top1_tuned": evaluate(tuned, test)["top1"],
                          "apply_s": applied, "tune_s": tune_s})
             if log is not None:
                 r = rows[-1]

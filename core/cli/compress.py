@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from core import argtypes
 from core.cli.common import add_model_args, compressed, load_model
-from core.data import calibration_batch, default_dataset, eval_subset, load_dataset
+from core.data import calibration_batch, default_dataset, eval_subset, load_dataset, training_data
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
 from core.plan import load_plan, save_plan
@@ -52,16 +52,16 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         original, cfg = load_model(args)
         model, _, data_name = compressed(args, (original, cfg))
         if not data_name:
-            raise RankscopeError("fine-tuning needs labelled training data: give it with --data")
-        train_data = load_dataset(data_name, cfg, split="train")
+            raise RankscopeError("fine-tuning needs training data: give it with --data")
+        train_data = training_data(data_name, cfg)
         eval_data = eval_subset(load_dataset(data_name, cfg), args.samples, seed=args.seed)
         with tqdm(total=config.steps, unit="step", desc="fine-tune", disable=not config.steps) as bar:
             result = recover(original, model, train_data, eval_data, config, device=args.device,
                              progress=lambda done, total: bar.update(1))
     bn = f"{result.batchnorm_layers} BatchNorm layers" if result.batchnorm_layers else "no BatchNorm layers: skipped"
-    for label, acc in (("original", result.original), ("compressed", result.before),
-                       (f"after BN re-calibration ({bn})", result.after_bn), (f"after {result.steps} fine-tune steps", result.after)):
-        print(f"{label:48s} top-1 {100 * acc.top1:6.2f} %  loss {acc.loss:.4f}")
+    for label, scores in (("original", result.original), ("compressed", result.before),
+                          (f"after BN re-calibration ({bn})", result.after_bn), (f"after {result.steps} fine-tune steps", result.after)):
+        print(f"{label:48s} {scores.text()}")
     print(f"recovery took {result.seconds:.0f} s on {args.device}; evaluated on {result.after.samples} {data_name} test images")
     save_compressed(result.model, load_plan(args.plan), args.model, out)
     print(f"wrote {out}: load it with create_model('file:{out}')")
@@ -96,7 +96,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=argtypes.positive("--steps"), help="fine-tune steps (default 1000)")
     p.add_argument("--batch", type=argtypes.positive("--batch"), help="training batch size (default 128)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
-    p.add_argument("--data", help="labelled data with a train split (default: the model's dataset)")
+    p.add_argument("--data", help="evaluation data; training comes from its train split, labels or not (default: the model's dataset)")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=None, help="test images to evaluate on (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batches, the augmentation and the evaluation subset")
     p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads")

@@ -26,7 +26,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         _, cfg = create_model(name)
         acc = cfg.card.get("test_accuracy")
         note = f"test top-1 {acc:.4f}" if acc is not None else "untrained (run `rankscope train`)"
-        print(f"{name:23s} {cfg.dataset:14s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
+        print(f"{name:23s} {cfg.dataset:17s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
     print("also: timm:<arch>, torchvision:<arch>, file:<path>")
 
 
@@ -52,12 +52,13 @@ def cmd_groups(args: argparse.Namespace) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
-    model, cfg, data_name = compressed(args)
+    original, cfg = load_model(args)
+    model, _, data_name = compressed(args, (original, cfg))
     dataset = None
     if data_name:  # a library model without a dataset of its own is profiled without accuracy unless --data is given
         dataset = eval_subset(load_dataset(data_name, cfg), args.samples, seed=args.seed)
     result = profile_model(
-        model, cfg, dataset=dataset, batch=args.batch, threads=args.threads, device=args.device,
+        model, cfg, dataset=dataset, reference=original, batch=args.batch, threads=args.threads, device=args.device,
         runtime=args.runtime, progress=not args.json,
     )
     if not args.json:
@@ -100,7 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--plan", help="compression plan (YAML or JSON) to apply before profiling")
     p.add_argument("--force", action="store_true", help="apply a plan even if it was made for other weights")
-    p.add_argument("--data", help="evaluation data: fashion-mnist, cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH")
+    p.add_argument("--data", help="evaluation data: fashion-mnist, imagenet-samples, photos[:N], cifar10[:ROOT], cifar100[:ROOT], "
+                   "imagefolder:PATH (default: the model's own)")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=None, help="evaluation subset size (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
     p.add_argument("--batch", type=argtypes.positive("--batch"), default=1, help="batch size of the latency and memory runs")

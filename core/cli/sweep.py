@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from core import argtypes
 from core.cli.common import add_model_args, load_model
-from core.data import default_dataset, eval_subset, load_dataset
+from core.data import default_dataset, eval_subset, load_dataset, training_data
 from core.errors import RankscopeError
 from core.models.cfg import ModelCfg
 from core.plan import save_plan
@@ -29,8 +29,9 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
     ``split``, through the sweep cache."""
     data_name = default_dataset(cfg, args.data)
     if not data_name:
-        raise RankscopeError("a sweep measures accuracy: give evaluation data with --data")
-    dataset = eval_subset(load_dataset(data_name, cfg, split=split), args.samples, seed=args.seed)
+        raise RankscopeError("a sweep scores the model: give evaluation data with --data")
+    source = training_data(data_name, cfg) if split == "train" else load_dataset(data_name, cfg)
+    dataset = eval_subset(source, args.samples, seed=args.seed)
     key = data_key(data_name if split == "test" else f"{data_name}-{split}", args.samples, args.seed)
     cache = None if args.no_cache else SweepCache(key, Path(args.cache_dir))
 
@@ -73,7 +74,8 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", help="data-free methods, each on the layers it applies to (default: one per layer; "
                    "allocate's rankscope allocator adds tucker2's alternatives spatial_svd, tt and svd)")
     p.add_argument("--points", type=argtypes.positive("--points"), default=10, help="ranks per layer and method, 1 to full rank")
-    p.add_argument("--data", help="evaluation data (default: the model's dataset)")
+    p.add_argument("--data", help="evaluation data (default: the model's own; allocate learns from its training split; "
+                   "unlabelled data such as photos:N is scored by fidelity to the dense model)")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=SWEEP_SAMPLES,
                    help="images scored per point (sweep: of the test split; allocate: of the training split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")

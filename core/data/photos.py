@@ -8,7 +8,7 @@ crop is the same on every run and the first N crops of a longer set are the N-cr
 
 Calibration and evaluation never share a photo: the ``"train"`` split (what ``calibration_batch`` reads)
 crops :data:`CALIBRATION_PHOTOS`, the ``"test"`` split :data:`EVALUATION_PHOTOS`, a fixed split that mixes
-sources and subjects on both sides. Labels are :data:`~core.data.labels.NO_LABEL`.
+sources and subjects on both sides. Labels are :data:`~core.task.labels.NO_LABEL`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from core.data.image_files import open_all_rgb
 from core.data.image_transforms import crop_transform
-from core.data.labels import NO_LABEL
+from core.task.labels import NO_LABEL
 from core.errors import RankscopeError
 from core.external import LIBJXL_TESTDATA_DIR, debian_path, zoo_file
 from core.models.cfg import ModelCfg

@@ -2,7 +2,7 @@
 
 Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
 ``photos[:N]``. Every loader returns a ``Dataset`` of ``(float image normalised for the model, int label)``
-(``photos`` is unlabelled: its labels are ``core.data.labels.NO_LABEL``); a dataset that does not
+(``photos`` is unlabelled: its labels are ``core.task.labels.NO_LABEL``); a dataset that does not
 fit the model (channels, image size, classes) raises :class:`RankscopeError` saying what to change.
 """
 from __future__ import annotations
@@ -194,8 +194,27 @@ def eval_subset(dataset: Dataset, samples: int | None, seed: int = 0) -> Dataset
     return Subset(dataset, order[:samples].tolist())
 
 
+# Data sets without a training split of their own, and where compression and recovery learn instead: the
+# calibration photos are disjoint from every evaluation image (see core.data.photos).
+TRAINING_SOURCE = {"imagenet-samples": "photos:16384"}
+
+
+def training_data(name: str, cfg: ModelCfg) -> Dataset:
+    """What allocation and recovery may learn from for evaluation data ``name``: its ``train`` split, or for a data
+    set without one the training split of its :data:`TRAINING_SOURCE` (``imagenet-samples``: crops of the
+    calibration photos, unlabelled).
+
+    Raises
+    ------
+    RankscopeError
+        ``name`` has no training split (an image folder without ``train/``): it is never trained on.
+    """
+    kind = name.partition(":")[0]
+    return load_dataset(TRAINING_SOURCE.get(kind, name), cfg, split="train")
+
+
 def calibration_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 0) -> torch.Tensor:
-    """A batch of model inputs for data-aware methods, from the training split (the test split if absent).
+    """A batch of model inputs for data-aware methods, from :func:`training_data` (the test split if there is none).
 
     Calibrating on training images keeps the test images unseen by the compression.
     """
@@ -203,9 +222,10 @@ def calibration_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 
 
 
 def labelled_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and labels of :func:`calibration_batch` (gradient-based pruning scores need the labels)."""
+    """Inputs and labels of :func:`calibration_batch` (gradient-based pruning scores need the labels; ``-1`` where
+    the data set has none): from :func:`training_data`, or the test split where there is no training split."""
     try:
-        dataset = load_dataset(name, cfg, split="train")
+        dataset = training_data(name, cfg)
     except RankscopeError:
         dataset = load_dataset(name, cfg, split="test")
     subset = eval_subset(dataset, samples, seed)

@@ -29,7 +29,8 @@ from torch.utils._pytree import tree_map
 
 from core.errors import RankscopeError
 from core.layers import set_module
-from core.profile.accuracy import AccuracyResult, Cancelled, Tally
+from core.profile import Cancelled, task_for
+from core.task import Scores, Task, scores_of
 from core.profile.checks import check_batch, check_device
 
 INTERACTIVE_SAMPLES = 500  # default evaluation subset of the dashboard and `rankscope bench dashboard`
@@ -175,12 +176,15 @@ def _clone(v: Any) -> Any:
 
 
 class LayerEvaluator:
-    """Accuracy and loss of ``model`` on ``dataset`` with chosen layers replaced, re-running only what changes.
+    """A task's scores of ``model`` on ``dataset`` with chosen layers replaced, re-running only what changes.
 
     Parameters
     ----------
     model : a classifier; it is only read (never modified). On another device than ``device`` a copy is moved there.
-    dataset : labelled ``(image, label)`` items, loaded once into batches of ``batch_size``.
+    dataset : ``(input, label)`` items (label ``-1`` where there is none), loaded once into batches of ``batch_size``.
+    task : how outputs are scored (default :func:`core.profile.task_for` the data set: classification with
+        labels, fidelity without). For fidelity the reference is ``model`` itself: its outputs on every batch
+        are computed once, here.
     batch_size : examples per forward pass; the same batches serve both evaluation paths.
     device : ``"cpu"`` or ``"cuda[:N]"``.
     cache_mb : budget for cached frontier activations (MB); least recently used cuts are dropped first,
@@ -191,8 +195,8 @@ class LayerEvaluator:
     Evaluations are serialised by a lock, so one evaluator can be shared between threads (dashboard sessions).
     """
 
-    def __init__(self, model: nn.Module, dataset: Any, *, batch_size: int = 256, device: str | torch.device = "cpu",
-                 cache_mb: float = 512.0) -> None:
+    def __init__(self, model: nn.Module, dataset: Any, *, task: str | Task | None = None, batch_size: int = 256,
+                 device: str | torch.device = "cpu", cache_mb: float = 512.0) -> None:
         self.device = check_device(device)
         first = next(model.parameters(), None)
         on_device = first is None or first.device == self.device
@@ -202,6 +206,9 @@ class LayerEvaluator:
             raise RankscopeError("the evaluation dataset is empty")
         loader = DataLoader(dataset, batch_size=check_batch(batch_size), shuffle=False, num_workers=0)
         self.batches = [(images.to(self.device), torch.as_tensor(labels, device=self.device)) for images, labels in loader]
+        self.task = task_for(dataset, task)
+        with torch.no_grad():
+            self.references = [self.model(x) for x, _ in self.batches] if self.task.needs_reference else []
         self.cache_bytes = int(cache_mb * 1e6)
         self._cuts: OrderedDict[frozenset[str], Cut | str] = OrderedDict()  # a str: why the cut cannot be used
         self._work: nn.Module | None = None  # private copy the full path swaps layers in
@@ -229,7 +236,7 @@ class LayerEvaluator:
         path: str = "auto",
         progress: Progress | None = None,
         cancel: Callable[[], bool] | None = None,
-    ) -> AccuracyResult:
+    ) -> Scores:
         """Score the model with each ``replacements[path]`` in place of the module at ``path``.
 
         Parameters
@@ -262,22 +269,22 @@ class LayerEvaluator:
 
     # --- the two paths -----------------------------------------------------------------------
     def _run(self, forward: Callable[[int], torch.Tensor], progress: Progress | None,
-             cancel: Callable[[], bool] | None) -> AccuracyResult:
+             cancel: Callable[[], bool] | None) -> Scores:
         """Score ``forward(i)``, the outputs for batch ``i``, over every batch."""
-        tally = Tally()
+        tally = self.task.tally()
         for i, (_, labels) in enumerate(self.batches):
             if cancel is not None and cancel():
                 raise Cancelled(f"evaluation cancelled after {tally.seen} of {self.samples} samples")
-            tally.add(forward(i), labels)
+            tally.add(forward(i), labels, self.references[i] if self.references else None)
             if progress is not None:
                 progress(i + 1, len(self.batches))
-        return tally.result()
+        return scores_of(self.task, tally)
 
     def _forward(self, model: nn.Module) -> Callable[[int], torch.Tensor]:
         return lambda i: model(self.batches[i][0])
 
     def _run_swapped(self, replacements: Mapping[str, nn.Module], progress: Progress | None,
-                     cancel: Callable[[], bool] | None) -> AccuracyResult:
+                     cancel: Callable[[], bool] | None) -> Scores:
         """The full forward pass of a private copy of the model with the layers swapped in (and back out)."""
         if self._work is None:
             self._work = copy.deepcopy(self.model)
@@ -292,7 +299,7 @@ class LayerEvaluator:
                 set_module(work, path, module)
 
     def _run_cut(self, cut: Cut, replacements: Mapping[str, nn.Module], progress: Progress | None,
-                 cancel: Callable[[], bool] | None) -> AccuracyResult:
+                 cancel: Callable[[], bool] | None) -> Scores:
         for path, module in replacements.items():
             setattr(cut.suffix, cut.slots[path], module)
         try:

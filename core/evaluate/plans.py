@@ -26,7 +26,8 @@ from core.models.cfg import ModelCfg
 from core.plan import LayerEntry, Plan, compress
 from core.plan.apply import Batch
 from core.plan.kinds import MODULE_KINDS
-from core.profile import AccuracyResult, evaluate
+from core.profile import evaluate
+from core.task import Scores, Task
 
 
 class _Bounded(OrderedDict):
@@ -54,17 +55,19 @@ class PlanEvaluator:
     Parameters
     ----------
     model, cfg : the dense model (only read) and its metadata.
-    dataset : labelled ``(input, label)`` items to score on.
+    dataset : ``(input, label)`` items to score on (label ``-1`` where there is none).
+    task : how to score (default: classification for labelled data, fidelity to ``model`` otherwise).
     data : calibration inputs and labels, for data-aware layers and gradient-based pruning scores
         (``None``: plans that need them raise :class:`~core.errors.RankscopeError`).
     device : ``"cpu"`` or ``"cuda[:N]"``.
     batch_size : examples per forward pass.
     """
 
-    def __init__(self, model: nn.Module, cfg: ModelCfg, dataset: Any, *, data: Batch | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 256) -> None:
+    def __init__(self, model: nn.Module, cfg: ModelCfg, dataset: Any, *, task: str | Task | None = None,
+                 data: Batch | None = None, device: str | torch.device = "cpu", batch_size: int = 256) -> None:
         self.model, self.cfg, self.dataset, self.data, self.device = model, cfg, dataset, data, device
-        self.cached = LayerEvaluator(model, dataset, batch_size=batch_size, device=device)
+        self.cached = LayerEvaluator(model, dataset, task=task, batch_size=batch_size, device=device)
+        self.task = self.cached.task
         self._modules = _Bounded(256)
         self._models = _Bounded(16)
 
@@ -96,7 +99,7 @@ class PlanEvaluator:
         return self._models.get_or_make(plan, lambda: compress(self.model, self.cfg, plan, data=self.data, force=True)[0])
 
     def evaluate(self, plan: Plan, *, progress: Progress | None = None,
-                 cancel: Callable[[], bool] | None = None) -> AccuracyResult:
+                 cancel: Callable[[], bool] | None = None) -> Scores:
         """Score the model with ``plan`` applied; the dense model for an empty plan.
 
         Raises
@@ -109,5 +112,6 @@ class PlanEvaluator:
         if self.is_exact_from_cache(plan):
             swapped = {path: self.module(path, entry) for path, entry in plan.layers.items()}
             return self.cached.evaluate(swapped, progress=progress, cancel=cancel)
-        return evaluate(self.model_for(plan), self.dataset, device=self.device, cancel=cancel)
+        return evaluate(self.model_for(plan), self.dataset, task=self.task, reference=self.model, device=self.device,
+                        cancel=cancel)
 

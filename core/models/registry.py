@@ -1,6 +1,11 @@
 """One registry for every model rankscope can open: shipped defaults, ``timm:``, ``torchvision:`` and ``file:``.
 
 ``create_model(name)`` returns ``(model, cfg)``: an ``nn.Module`` in eval mode and its :class:`ModelCfg`.
+
+timm and torchvision are imported inside the builders that use them, not at the top: importing torchvision
+pulls in ``torch._dynamo`` (6.6 s of the 9.4 s ``import core.models`` took here with them at the top), and this
+package is imported by every memory-measuring child process (:mod:`core.profile.memory`) and every CLI call,
+most of which never build a library model.
 """
 from __future__ import annotations
 
@@ -8,10 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import timm
 import torch
-import torchvision
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.errors import RankscopeError, close_matches_hint
@@ -53,6 +55,8 @@ def fmnist_resnet_integral() -> nn.Module:
 
 @register_model(ModelCfg("fmnist-vit", (1, 28, 28), 10, dataset="fashion-mnist", **FMNIST_NORM))
 def fmnist_vit() -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer  # noqa: PLC0415 - see the module docstring
+
     return VisionTransformer(
         img_size=28, patch_size=4, in_chans=1, num_classes=10,
         embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, class_token=True, global_pool="token",
@@ -95,7 +99,17 @@ def _shipped(name: str, weights: str | None, pretrained: bool) -> tuple[nn.Modul
     return model, cfg  # untrained: only before `rankscope train` has produced the shipped weights
 
 
+def library_dataset(num_classes: int, channels: int) -> str:
+    """The default evaluation data of a ``timm:``/``torchvision:`` model: the labelled ImageNet samples for an
+    ImageNet-1k classifier, real photographs (fidelity, no labels) for other RGB models, none otherwise."""
+    if channels != 3:
+        return ""
+    return "imagenet-samples" if num_classes == 1000 else "photos"
+
+
 def _timm(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
+    import timm  # noqa: PLC0415 - see the module docstring
+
     if not timm.list_models(arch) and arch not in timm.list_models():
         raise RankscopeError(f"unknown timm model {arch!r}" + close_matches_hint(arch, timm.list_models()))
     model = timm.create_model(arch, pretrained=False)
@@ -106,12 +120,14 @@ def _timm(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
     cfg = ModelCfg(
         f"timm:{arch}", (c, h, w), model.num_classes,
         tuple(pc.get("mean", (0.485, 0.456, 0.406))), tuple(pc.get("std", (0.229, 0.224, 0.225))),
-        dataset="imagenet", weights=weights or "",
+        dataset=library_dataset(model.num_classes, c), weights=weights or "",
     )
     return model, cfg
 
 
 def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
+    import torchvision  # noqa: PLC0415 - see the module docstring
+
     names = torchvision.models.list_models()
     if arch not in names:
         raise RankscopeError(f"unknown torchvision model {arch!r}" + close_matches_hint(arch, names))
@@ -121,7 +137,7 @@ def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
     num_classes = next((m.out_features for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), 1000)
     cfg = ModelCfg(
         f"torchvision:{arch}", (3, 224, 224), num_classes, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        dataset="imagenet", weights=weights or "",
+        dataset=library_dataset(num_classes, 3), weights=weights or "",
     )
     return model, cfg
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from core.errors import RankscopeError
@@ -49,6 +48,8 @@ def verified_file(package: str, relpath: str) -> Path:
 
 def mobilenet_v2_imagenet() -> nn.Module:
     """torchvision's MobileNetV2 with its IMAGENET1K_V1 weights (71.878 % top-1), in eval mode on CPU."""
+    import torchvision  # noqa: PLC0415 - slow to import; see core.models.registry's docstring
+
     model = torchvision.models.mobilenet_v2()
     state = torch.load(verified_file(MOBILENET_V2_PACKAGE, MOBILENET_V2), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)

@@ -1,9 +1,9 @@
-"""Profilers: parameters, FLOPs, latency, peak memory, accuracy, and ``profile_model`` that runs them all."""
+"""Profilers: parameters, FLOPs, latency, peak memory, quality under a task, and ``profile_model`` that runs them all."""
 from core.profile.ab import ab_latency
-from core.profile.accuracy import AccuracyResult, Cancelled, evaluate
 from core.profile.counts import FLOP_CONVENTION, FlopCount, count_flops, count_params, model_size_mb
 from core.profile.latency import LatencyResult, measure_latency, measure_layer_latency
 from core.profile.memory import MemoryResult, measure_memory
+from core.profile.quality import Cancelled, evaluate, has_labels, task_for
 from core.profile.onnx_runtime import (
     export_onnx,
     exported_onnx,
@@ -16,7 +16,6 @@ from core.profile.report import ProfileResult, example_input, layer_table, profi
 
 __all__ = [
     "FLOP_CONVENTION",
-    "AccuracyResult",
     "Cancelled",
     "FlopCount",
     "LatencyResult",
@@ -26,6 +25,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "evaluate",
+    "has_labels",
     "example_input",
     "export_onnx",
     "exported_onnx",
@@ -39,4 +39,5 @@ __all__ = [
     "ort_run",
     "ort_session",
     "profile_model",
+    "task_for",
 ]

@@ -9,13 +9,14 @@ from torch import nn
 from torch.utils.data import Subset
 
 from core.models.cfg import ModelCfg
-from core.profile.accuracy import AccuracyResult, evaluate
 from core.profile.checks import check_batch, check_device, check_runtime
 from core.profile.context import prepared, torch_threads
 from core.profile.counts import FLOP_CONVENTION, count_flops, count_params, model_size_mb
 from core.profile.latency import LatencyResult, measure_latency
 from core.profile.memory import MemoryResult, measure_memory
 from core.profile.onnx_runtime import exported_onnx, measure_ort_latency, measure_ort_memory
+from core.profile.quality import evaluate, has_labels
+from core.task import Scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,9 +36,12 @@ class ProfileResult:
     peak_activation_mb : the forward pass's own growth.
     memory_method : how memory was measured: ``"child-rss"``, ``"torch-profiler"`` or ``"cuda-allocator"``.
     model_size_mb : bytes of parameters and buffers / 10^6.
-    accuracy, top5, loss : top-1, top-5 and mean cross-entropy over ``samples`` examples; ``None``
-        without a dataset (``top5`` also with 5 classes or fewer). Always computed with the torch model.
-    samples : examples evaluated (``0`` without a dataset).
+    accuracy, top5, loss : the classification task: top-1, top-5 and mean cross-entropy against the labels over
+        ``samples`` examples; ``None`` without a labelled dataset (``top5`` also with 5 classes or fewer).
+    agreement, top5_overlap, kl, relative_error : the fidelity task (:mod:`core.task.fidelity`) against the
+        reference model (the uncompressed one; the model itself when none is given) on the same examples, labels
+        or not; ``None`` without a dataset.
+    samples : examples evaluated (``0`` without a dataset). Quality is always computed with the torch model.
     batch, threads, device, runtime : the settings the costs were measured under.
     """
 
@@ -54,6 +58,10 @@ class ProfileResult:
     accuracy: float | None
     top5: float | None
     loss: float | None
+    agreement: float | None
+    top5_overlap: float | None
+    kl: float | None
+    relative_error: float | None
     samples: int
     batch: int
     threads: int
@@ -75,6 +83,7 @@ def profile_model(
     cfg: ModelCfg,
     *,
     dataset: Any = None,
+    reference: nn.Module | None = None,
     samples: int | None = None,
     batch: int = 1,
     threads: int | None = None,
@@ -89,7 +98,9 @@ def profile_model(
     ----------
     model : the module; it is put in eval mode on ``device`` while measured, then restored.
     cfg : its :class:`~core.models.ModelCfg` (input size and name).
-    dataset : optional labelled dataset for :func:`~core.profile.accuracy.evaluate`.
+    dataset : optional data set for :func:`~core.profile.quality.evaluate`: classification where it has labels,
+        fidelity to ``reference`` always.
+    reference : the uncompressed model the fidelity metrics compare with (default: ``model`` itself).
     samples : evaluate only the first ``samples`` examples of ``dataset`` (``None``: all).
     batch : batch size for latency and memory (FLOPs are always per sample at batch 1).
     threads : intra-op threads, ``1..os.cpu_count()``; ``None`` keeps torch's current count.
@@ -112,10 +123,12 @@ def profile_model(
             flops = count_flops(model, example_input(cfg, 1).to(dev))
         x = example_input(cfg, batch)
         latency, memory = _costs(model, x, used, dev, runtime, repeats)
-        quality = None
+        labelled = fidelity = None
         if dataset is not None:
             data = dataset if samples is None else Subset(dataset, range(min(samples, len(dataset))))
-            quality = evaluate(model, data, device=dev, progress=progress)
+            if has_labels(data):
+                labelled = evaluate(model, data, task="classification", device=dev, progress=progress)
+            fidelity = evaluate(model, data, task="fidelity", reference=reference or model, device=dev, progress=progress)
     return ProfileResult(
         model=cfg.name,
         params=count_params(model),
@@ -127,7 +140,7 @@ def profile_model(
         peak_activation_mb=memory.peak_activation_mb,
         memory_method=memory.method,
         model_size_mb=model_size_mb(model),
-        **_quality_fields(quality),
+        **_quality_fields(labelled, fidelity),
         batch=batch,
         threads=used,
         device=str(dev),
@@ -150,10 +163,13 @@ def _costs(
     )
 
 
-def _quality_fields(quality: AccuracyResult | None) -> dict[str, Any]:
-    if quality is None:
-        return {"accuracy": None, "top5": None, "loss": None, "samples": 0}
-    return {"accuracy": quality.top1, "top5": quality.top5, "loss": quality.loss, "samples": quality.samples}
+def _quality_fields(labelled: Scores | None, fidelity: Scores | None) -> dict[str, Any]:
+    """The result's quality keys from the classification and fidelity scores (``None`` where not measured)."""
+    keys = {"accuracy": (labelled, "top1"), "top5": (labelled, "top5"), "loss": (labelled, "loss"),
+            "agreement": (fidelity, "agreement"), "top5_overlap": (fidelity, "top5_overlap"), "kl": (fidelity, "kl"),
+            "relative_error": (fidelity, "relative_error")}
+    out: dict[str, Any] = {key: None if scores is None else scores.get(name) for key, (scores, name) in keys.items()}
+    return out | {"samples": 0 if fidelity is None else fidelity.samples}
 
 
 def layer_table(model: nn.Module, cfg: ModelCfg) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from core.errors import RankscopeError
-from core.profile.accuracy import Tally
+from core.task import get_task
 from core.profile.context import prepared
 from core.profile.counts import count_flops
 from core.profile.latency import measure_layer_latency
@@ -71,13 +71,13 @@ class Allocation:
 
 def calibration_loss(model: nn.Module, data: Batches) -> float:
     """Mean cross-entropy of ``model`` (in eval mode) over labelled batches."""
-    tally = Tally()
+    tally = get_task("classification").tally()
     first = next(model.parameters(), None)
     home = first.device if first is not None else torch.device("cpu")
     with prepared(model, home), torch.inference_mode():
         for images, labels in data:
             tally.add(model(images.to(home)), torch.as_tensor(labels, device=home).long())
-    return tally.result().loss
+    return tally.result()["loss"]
 
 
 def _ladder(units: int, steps: Sequence[float], reference: Sequence[float]) -> list[float]:

@@ -43,7 +43,7 @@ from core.io import atomic_write_bytes, atomic_write_text
 from core.models import create_model
 from core.models.capsnet import is_capsule_model
 from core.models.registry import SHIPPED_DIR
-from core.profile.accuracy import evaluate
+from core.profile import evaluate
 from core.profile.context import prepared
 from core.profile.counts import FLOP_CONVENTION, count_flops, count_params
 from core.profile.report import example_input
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     for d in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3):
         groups = channel_groups(tuned, example)
         small = resample_model(tuned, example, {n: d for n in groups}, order=False)[0]
-        at_density[str(d)] = round(evaluate(small, test, batch_size=500).top1, 4)
+        at_density[str(d)] = round(evaluate(small, test, batch_size=500)["top1"], 4)
         print(f"density {d}: top-1 {at_density[str(d)]}", flush=True)
     command = (f"python -m core.resample.integral --steps {args.steps} --lr {args.lr} --seed {args.seed} --threads {args.threads}"
                f" --draws {args.draws}" + ("" if args.sandwich else " --no-sandwich"))

@@ -82,8 +82,8 @@ def greedy(problem: Problem) -> Allocation:
     """Qualcomm AIMET's greedy compression-ratio selection, on the sweep table.
 
     Per layer (with its first method), each candidate ratio ``c`` in 0.1 .. 0.9 maps to the swept rank with
-    the largest cost at most ``c`` times the dense layer's (the best top-1 among equal costs); its score is
-    the table's top-1 with only that layer compressed. For an accuracy level ``a`` every layer takes the
+    the largest cost at most ``c`` times the dense layer's (the best headline score among equal costs); its score is
+    the table's headline metric (top-1 for classification) with only that layer compressed. For a level ``a`` every layer takes the
     smallest ratio whose score is at least ``a`` (dense if none); the highest level whose model meets the
     target is found by binary search over the scores (the cost falls as the level falls).
 
@@ -100,13 +100,13 @@ def greedy(problem: Problem) -> Allocation:
         for ratio in RATIOS:
             fits = [o for o in mine if o.cost <= ratio * costs.dense(layer)]
             if fits:
-                candidates[layer].append(max(fits, key=lambda o: (o.cost, o.top1)))
-    levels = sorted({o.top1 for found in candidates.values() for o in found}, reverse=True)
+                candidates[layer].append(max(fits, key=lambda o: (o.cost, o.score)))
+    levels = sorted({o.score for found in candidates.values() for o in found}, reverse=True)
     if not levels:
         return finish(problem, {}, "greedy", "no swept rank is below 0.9 of its layer's cost: nothing to compress")
 
     def choose(level: float) -> Choice:
-        return {layer: next((o.choice for o in found if o.top1 >= level), None) for layer, found in candidates.items()}
+        return {layer: next((o.choice for o in found if o.score >= level), None) for layer, found in candidates.items()}
 
     if costs.total(choose(levels[-1])) > costs.budget:
         return finish(problem, choose(levels[-1]), "greedy", "every layer at its most aggressive candidate: target missed")

@@ -29,7 +29,7 @@ from core.plan.cost import entry_cost, layer_sites, plan_cost
 from core.profile import count_flops, count_params
 from core.sweep.engine import layer_methods
 from core.decompose.rank import Rank, parse_rank, rank_text
-from core.sweep.table import DENSE, MODEL
+from core.sweep.table import DENSE, MODEL, headline_score
 
 KINDS = ("params", "flops", "latency")
 Choice = dict[str, tuple[str, Rank] | None]
@@ -147,23 +147,24 @@ class Option:
     choice: tuple[str, Rank] | None
     cost: float  # in the target's kind
     loss: float  # the table's loss minus the dense model's
-    top1: float
+    score: float  # the task's headline metric, signed so that higher is better
 
 
 def table_options(problem: Problem, allocator: str) -> dict[str, list[Option]]:
     """Per layer of the problem: keep dense, then every swept point of its methods cheaper than dense, priced and scored."""
     table, costs = problem.need_table(allocator), problem.costs
-    model_row = table[table["layer"] == MODEL].iloc[0]
-    base_loss, base_top1 = float(model_row["loss"]), float(model_row["top1"])
+    scores = headline_score(table)
+    model_row = table["layer"] == MODEL
+    base_loss, base_score = float(table.loc[model_row, "loss"].iloc[0]), float(scores[model_row].iloc[0])
     out: dict[str, list[Option]] = {}
     for layer, methods in problem.layers.items():
         rows = table[(table["layer"] == layer) & table["method"].isin(methods)]
-        out[layer] = [Option(None, costs.dense(layer), 0.0, base_top1)]
-        for row in rows.itertuples():
+        out[layer] = [Option(None, costs.dense(layer), 0.0, base_score)]
+        for index, row in zip(rows.index, rows.itertuples()):
             option = (row.method, parse_rank(row.rank, get_method(row.method).rank_arity))
             cost = costs.of(layer, option)
             if cost < costs.dense(layer):  # no dearer than dense: finish() would keep the layer dense anyway
-                out[layer].append(Option(option, cost, float(row.loss) - base_loss, float(row.top1)))
+                out[layer].append(Option(option, cost, float(row.loss) - base_loss, float(scores[index])))
     return out
 
 

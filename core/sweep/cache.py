@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.sweep.table import empty_table, read_table, write_table
+from core.sweep.table import columns, empty_table, read_table, write_table
+from core.task import Task
 
 DEFAULT_FOLDER = Path(".rankscope-cache") / "sweeps"  # relative to the current directory
 
@@ -36,17 +37,23 @@ class SweepCache:
     data: str
     folder: Path = DEFAULT_FOLDER
 
-    def path(self, weights: str, method: str) -> Path:
-        """The file of ``method``'s rows for the model whose :func:`core.plan.weights_hash` is ``weights``."""
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.data)
-        return Path(self.folder) / f"{weights}_{slug}_{method}.csv"
+    def path(self, weights: str, task: str, method: str) -> Path:
+        """The file of ``method``'s rows under ``task`` for the model whose :func:`core.plan.weights_hash` is ``weights``.
 
-    def load(self, weights: str, methods: list[str]) -> pd.DataFrame:
-        """Every cached row of ``methods`` (an empty table when none is cached)."""
-        parts = [read_table(p) for p in (self.path(weights, m) for m in methods) if p.is_file()]
-        return pd.concat(parts, ignore_index=True) if parts else empty_table()
+        Classification tables keep the name they had before tasks existed (so caches stay valid).
+        """
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.data)
+        scored = "" if task == "classification" else f"_{task}"
+        return Path(self.folder) / f"{weights}_{slug}{scored}_{method}.csv"
+
+    def load(self, weights: str, task: Task, methods: list[str]) -> pd.DataFrame:
+        """Every cached row of ``methods`` under ``task`` (an empty table when none is cached)."""
+        parts = [read_table(p) for p in (self.path(weights, task.name, m) for m in methods) if p.is_file()]
+        if not parts:
+            return empty_table(task)
+        return pd.concat(parts, ignore_index=True).assign(task=task.name)[columns(task)]
 
     def save(self, weights: str, table: pd.DataFrame) -> None:
         """Write ``table``'s rows, one file per method (each file replaced whole)."""
         for method, rows in table.groupby("method", sort=False):
-            write_table(rows, self.path(weights, str(method)))
+            write_table(rows, self.path(weights, str(rows["task"].iloc[0]), str(method)))

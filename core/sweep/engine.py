@@ -30,10 +30,11 @@ from core.decompose.rank import parse_rank, rank_fraction, rank_grid
 from core.layers.study import default_method
 from core.plan import LayerEntry, weights_hash
 from core.plan.cost import entry_cost, layer_sites
-from core.profile import Cancelled, count_flops, count_params
+from core.profile import Cancelled, count_flops, count_params, task_for
 from core.profile.latency import capture_inputs, time_calls
 from core.sweep.cache import SweepCache
-from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, empty_table, key_of, score_columns
+from core.sweep.table import DENSE, MODEL, Point, PointKey, columns, empty_table, key_of, score_columns
+from core.task import Task
 
 Row = dict[str, Any]
 SWEEP_SAMPLES = 1000  # default evaluation subset of `rankscope sweep` and `rankscope allocate`
@@ -96,9 +97,9 @@ def sweep_grid(model: nn.Module, layers: Sequence[str] | None = None, methods: S
 class _Measurer:
     """Computes table rows for one model and dataset; the evaluator, sites and captured inputs are made on first use."""
 
-    def __init__(self, model: nn.Module, dataset: Any, layers: list[str], batch_size: int, latency_batch: int,
+    def __init__(self, model: nn.Module, dataset: Any, task: Task, layers: list[str], batch_size: int, latency_batch: int,
                  latency_repeats: int) -> None:
-        self.model, self.dataset, self.layers = model.eval(), dataset, layers
+        self.model, self.dataset, self.task, self.layers = model.eval(), dataset, task, layers
         self.batch_size, self.latency_batch, self.latency_repeats = batch_size, latency_batch, latency_repeats
         self._evaluator: LayerEvaluator | None = None
         self._inputs: dict[str, tuple] | None = None
@@ -114,7 +115,7 @@ class _Measurer:
     def evaluator(self) -> LayerEvaluator:
         """The evaluator over the dataset, made on first use (a sweep served by the cache never loads the batches)."""
         if self._evaluator is None:
-            self._evaluator = LayerEvaluator(self.model, self.dataset, batch_size=self.batch_size)
+            self._evaluator = LayerEvaluator(self.model, self.dataset, task=self.task, batch_size=self.batch_size)
         return self._evaluator
 
     def latency(self, module: nn.Module, layer: str) -> Row:
@@ -153,7 +154,7 @@ class _Measurer:
             return row | score_columns(result)
         if key.method == DENSE:
             cost = entry_cost(module, None, self.sites[key.layer])
-            return row | {"params": cost.params, "flops": cost.flops} | {k: base[k] for k in ("top1", "top5", "loss", "samples")}
+            return row | {"params": cost.params, "flops": cost.flops} | {k: v for k, v in base.items() if k not in row and k not in ("params", "flops")}
         method = get_method(key.method)
         rank = parse_rank(key.rank, method.rank_arity)
         cost = entry_cost(module, LayerEntry(key.method, rank), self.sites[key.layer])
@@ -178,6 +179,7 @@ def sweep(
     methods: Sequence[str] | None = None,
     points: int = 10,
     mix: bool = False,
+    task: str | Task | None = None,
     batch_size: int = 256,
     latency: bool = False,
     latency_batch: int = 1,
@@ -191,12 +193,14 @@ def sweep(
     Parameters
     ----------
     model : a classifier (only read).
-    dataset : labelled ``(image, label)`` items, e.g. :func:`core.data.eval_subset` of a test split.
+    dataset : ``(input, label)`` items, e.g. :func:`core.data.eval_subset` of a test split (label ``-1`` where none).
     layers, methods, points, mix : the grid, see :func:`sweep_grid` and :func:`layer_methods`.
+    task : how each point is scored (default :func:`core.profile.task_for` the data: classification with labels,
+        fidelity to the unmodified model without).
     batch_size : evaluation batch size.
     latency : also time each layer at each rank (and the dense layers and model) on a batch of ``latency_batch``,
         median of ``latency_repeats`` calls after 3 warm-up calls.
-    cache : read rows from and write rows to this cache (keyed by the model's weights hash, ``cache.data`` and method).
+    cache : read rows from and write rows to this cache (keyed by the model's weights hash, ``cache.data``, task and method).
     progress : called with ``(rows done, rows to compute)`` after each computed row.
     cancel : called before each row and each evaluation batch; ``True`` stops the sweep.
 
@@ -215,12 +219,15 @@ def sweep(
     grid = sweep_grid(model, layers, methods, points, mix=mix)
     chosen = list(dict.fromkeys(p.layer for p in grid))
     keys = [PointKey(MODEL, DENSE, "")] + [PointKey(path, DENSE, "") for path in chosen] + [p.key for p in grid]
+    task = task_for(dataset, task)
+    table_columns = columns(task)
     weights = weights_hash(model) if cache is not None else ""
-    cached = cache.load(weights, sorted({p.method for p in grid}) + [DENSE]) if cache is not None else empty_table()
+    cached = (cache.load(weights, task, sorted({p.method for p in grid}) + [DENSE]) if cache is not None
+              else empty_table(task))
     rows: dict[PointKey, Row] = {key_of(r): r for r in cached.to_dict("records")}
     todo = [key for key in keys if _needs_work(rows.get(key), latency, latency_batch)]
     if todo:
-        measurer = _Measurer(model, dataset, chosen, batch_size, latency_batch, latency_repeats)
+        measurer = _Measurer(model, dataset, task, chosen, batch_size, latency_batch, latency_repeats)
         try:
             for done, key in enumerate(todo):
                 if cancel is not None and cancel():
@@ -229,8 +236,8 @@ def sweep(
                 if progress is not None:
                     progress(done + 1, len(todo))
                 if cache is not None and done + 1 < len(todo) and todo[done + 1].layer != key.layer:
-                    cache.save(weights, pd.DataFrame(rows.values(), columns=COLUMNS))
+                    cache.save(weights, pd.DataFrame(rows.values(), columns=table_columns))
         finally:
             if cache is not None:
-                cache.save(weights, pd.DataFrame(rows.values(), columns=COLUMNS))
-    return pd.DataFrame([rows[key] for key in keys], columns=COLUMNS)
+                cache.save(weights, pd.DataFrame(rows.values(), columns=table_columns))
+    return pd.DataFrame([rows[key] for key in keys], columns=table_columns)

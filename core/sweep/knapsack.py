@@ -131,7 +131,7 @@ def rankscope(problem: Problem) -> Allocation:
     """Least summed sweep loss increase within the target, then refined on measured losses: see the module docstring."""
     costs = problem.costs
     scale = costs.base
-    options = {layer: [Option(o.choice, o.cost / scale, o.loss, o.top1) for o in opts]
+    options = {layer: [Option(o.choice, o.cost / scale, o.loss, o.score) for o in opts]
                for layer, opts in table_options(problem, "rankscope").items()}
     rest = costs.base - sum(costs.dense(layer) for layer in options)  # what the swept layers leave unchanged
     budget = (costs.budget - rest) / scale - 1e-12  # the margin absorbs rounding of the float sums

@@ -20,25 +20,26 @@ import pandas as pd
 from torch import nn
 
 from core.decompose import CACHE
-from core.plan import LayerEntry, Plan, apply_plan
-from core.profile import evaluate
 from core.decompose.rank import rank_text
-from core.sweep.table import Point, score_columns
+from core.plan import LayerEntry, Plan, apply_plan
+from core.profile import evaluate, task_for
+from core.sweep.table import LEAD, Point, columns, score_columns
+from core.task import Task
 
-COLUMNS = ["layer", "method", "rank", "top1", "top5", "loss", "samples"]
 
+def naive_sweep(model: nn.Module, dataset: Any, points: Sequence[Point], *, task: str | Task | None = None,
+                batch_size: int = 256) -> pd.DataFrame:
+    """The task's scores of ``model`` with each point's layer replaced, each computed from scratch.
 
-def naive_sweep(model: nn.Module, dataset: Any, points: Sequence[Point], *, batch_size: int = 256) -> pd.DataFrame:
-    """Accuracy and loss of ``model`` with each point's layer replaced, each computed from scratch.
-
-    Returns one row per point with the columns ``layer, method, rank`` (as text), ``top1, top5, loss, samples``
-    of :mod:`core.sweep.table`.
+    Returns one row per point with the columns ``layer, method, rank`` (as text), then the task, metric, ``loss``
+    and ``samples`` columns of :mod:`core.sweep.table`.
     """
+    task = task_for(dataset, task)
     rows = []
     for point in points:
         CACHE.clear()
         plan = Plan("naive-sweep", {point.layer: LayerEntry(point.method, point.rank)})
         compressed, _ = apply_plan(model, plan)
-        result = evaluate(compressed, dataset, batch_size=batch_size)
+        result = evaluate(compressed, dataset, task=task, reference=model, batch_size=batch_size)
         rows.append({"layer": point.layer, "method": point.method, "rank": rank_text(point.rank)} | score_columns(result))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=["layer", "method", "rank"] + columns(task)[len(LEAD) - 1:])

@@ -8,5 +8,7 @@ from core.task.classification import ClassificationTask
 from core.task.fidelity import FidelityTask
 from core.task.metric import Metric
 from core.task.registry import get_task, list_tasks, register_task
+from core.task.scores import Scores, scores_of
 
-__all__ = ["ClassificationTask", "FidelityTask", "Metric", "Tally", "Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["ClassificationTask", "FidelityTask", "Metric", "Scores", "Tally", "Task", "get_task", "list_tasks",
+           "register_task", "scores_of"]

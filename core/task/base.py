@@ -25,7 +25,7 @@ class Tally(Protocol):
         Parameters
         ----------
         outputs : the evaluated model's outputs for the batch.
-        targets : the batch's labels (``-1`` where a data set has none, :data:`core.data.labels.NO_LABEL`).
+        targets : the batch's labels (``-1`` where a data set has none, :data:`core.task.labels.NO_LABEL`).
         reference_outputs : the uncompressed model's outputs for the same inputs (tasks with
             ``needs_reference``).
         """
@@ -42,6 +42,8 @@ class Task(Protocol):
     name : registry name, e.g. ``"classification"``.
     metrics : the numbers a tally reports, in display order.
     headline : name of the metric to show first and to rank by.
+    loss_metric : name of the metric that is the mean of :meth:`loss` over the samples (what sweeps and
+        allocators read as the loss).
     needs_labels : whether targets must be real labels (not ``-1``).
     needs_reference : whether the uncompressed model's outputs must be passed too.
     """
@@ -49,6 +51,7 @@ class Task(Protocol):
     name: str
     metrics: tuple[Metric, ...]
     headline: str
+    loss_metric: str
     needs_labels: bool
     needs_reference: bool
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.data.labels import NO_LABEL
+from core.task.labels import NO_LABEL
 from core.errors import RankscopeError
 from core.task.logits import check_logits
 from core.task.metric import Metric
@@ -34,7 +34,7 @@ class ClassificationTally:
     seen: int = 0
     top1: int = 0
     top5: int = 0
-    cross_entropy: float = 0.0
+    loss: float = 0.0
     has_top5: bool = False
 
     def add(self, outputs: torch.Tensor, targets: torch.Tensor, reference_outputs: torch.Tensor | None = None) -> None:
@@ -51,32 +51,34 @@ class ClassificationTally:
         hits = scores.topk(5 if self.has_top5 else 1, dim=1).indices == labels[:, None]  # (B, k)
         self.top1 += int(hits[:, 0].sum())
         self.top5 += int(hits.any(dim=1).sum())
-        self.cross_entropy += float(F.cross_entropy(scores, labels, reduction="sum"))
+        self.loss += float(F.cross_entropy(scores, labels, reduction="sum"))
         self.seen += len(labels)
 
     def result(self) -> dict[str, float]:
-        """``top1`` and ``top5`` as fractions of the samples, ``cross_entropy`` as the mean in nats."""
+        """``top1`` and ``top5`` as fractions of the samples, ``loss`` (cross-entropy) as the mean in nats."""
         if not self.seen:
             raise RankscopeError(f"the {NAME} task has no samples to score")
         top5 = {"top5": self.top5 / self.seen} if self.has_top5 else {}
-        return {"top1": self.top1 / self.seen, **top5, "cross_entropy": self.cross_entropy / self.seen}
+        return {"top1": self.top1 / self.seen, **top5, "loss": self.loss / self.seen}
 
 
 class ClassificationTask:
     """Score a classifier's logits against integer labels.
 
     Metrics: ``top1`` (the highest logit is the label), ``top5`` (the label is among the five highest; reported
-    only with more than 5 classes) and ``cross_entropy`` (mean, of the outputs taken as logits). The loss is the
-    mean cross-entropy.
+    only with more than 5 classes) and ``loss`` (mean cross-entropy of the outputs taken as logits), which is also the
+    loss to minimise.
     """
 
     name = NAME
     metrics = (
-        Metric("top1", True, "fraction of samples whose highest output is the label"),
-        Metric("top5", True, "fraction of samples whose label is among the five highest outputs (more than 5 classes only)"),
-        Metric("cross_entropy", False, "mean cross-entropy of the outputs taken as logits, in nats"),
+        Metric("top1", True, "fraction of samples whose highest output is the label", fraction=True, label="top-1"),
+        Metric("top5", True, "fraction of samples whose label is among the five highest outputs (more than 5 classes only)",
+               fraction=True, label="top-5"),
+        Metric("loss", False, "mean cross-entropy of the outputs taken as logits, in nats"),
     )
     headline = "top1"
+    loss_metric = "loss"
     needs_labels = True
     needs_reference = False
 

@@ -101,12 +101,15 @@ class FidelityTask:
 
     name = NAME
     metrics = (
-        Metric("agreement", True, "fraction of samples whose top-1 class is the original model's"),
-        Metric("top5_overlap", True, "mean |top-5 of the original ∩ top-5 of the compressed| / 5 (more than 5 classes only)"),
+        Metric("agreement", True, "fraction of samples whose top-1 class is the original model's", fraction=True,
+               label="top-1 agreement"),
+        Metric("top5_overlap", True, "mean |top-5 of the original ∩ top-5 of the compressed| / 5 (more than 5 classes only)",
+               fraction=True, label="top-5 overlap"),
         Metric("kl", False, "mean KL(original ‖ compressed) of the softmax distributions, in nats"),
         Metric("relative_error", False, "||Y_compressed − Y_original||_F / ||Y_original||_F of the logits, pooled over the set"),
     )
     headline = "agreement"
+    loss_metric = "kl"
     needs_labels = False
     needs_reference = True
 

@@ -1,24 +1,27 @@
 """The cached calls into ``core`` that the pages share, one module per concern; every name is re-exported here,
-so a page writes ``cached.accuracy(...)``.
+so a page writes ``cached.scores(...)``.
 
 - :mod:`.models`: the model, its data, its :class:`core.evaluate.PlanEvaluator`, its profile and layer tables;
-- :mod:`.plans`: a whole plan's accuracy, built model and costs, keyed by the :class:`core.plan.Plan` itself;
+- :mod:`.plans`: a whole plan's scores, built model and costs, keyed by the :class:`core.plan.Plan` itself;
 - :mod:`.layer_study`: one layer rebuilt at a rank, its latency, spectra and output error;
 - :mod:`.sweeps`: sensitivity sweeps through the on-disk sweep cache, and allocators filling a plan from them;
 - :mod:`.channel_groups`: channel groups' capacity estimates and spectra.
 
 Resources (``st.cache_resource``) are shared, not copied: models, datasets, evaluators, built layers. Data
-(``st.cache_data``) is cached by value: tables, profiles, accuracies, counts.
+(``st.cache_data``) is cached by value: tables, profiles, scores, counts.
 """
 from dashboard.cached.channel_groups import capacities, group_spectrum
 from dashboard.cached.layer_study import error_curve, layer_error, layer_latency, probe_inputs, replacement, spectra
 from dashboard.cached.models import (
+    FALLBACK_DATA,
     baseline_counts,
     calibration_data,
     calibration_images,
     compressible,
     data_name,
     eval_data,
+    is_fallback,
+    labelled,
     layer_latencies,
     layers,
     model_and_cfg,
@@ -29,18 +32,18 @@ from dashboard.cached.models import (
     weights_digest,
 )
 from dashboard.cached.plans import (
-    accuracy,
     plan_totals,
     planned_costs,
     planned_counts,
     planned_latency,
     planned_memory,
     planned_model,
+    scores,
 )
 from dashboard.cached.sweeps import allocation, needs_sweep, run_sweep, swept
 
 __all__ = [
-    "accuracy",
+    "FALLBACK_DATA",
     "allocation",
     "baseline_counts",
     "calibration_data",
@@ -51,6 +54,8 @@ __all__ = [
     "error_curve",
     "eval_data",
     "group_spectrum",
+    "is_fallback",
+    "labelled",
     "layer_error",
     "layer_latencies",
     "layer_latency",
@@ -68,6 +73,7 @@ __all__ = [
     "profile",
     "replacement",
     "run_sweep",
+    "scores",
     "sites",
     "spectra",
     "swept",

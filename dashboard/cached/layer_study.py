@@ -48,11 +48,9 @@ def spectra(name: str, arch: str, data: str, path: str, method: str) -> list:
 
 @st.cache_resource(show_spinner="Capturing the layer's inputs…", max_entries=8)
 def probe_inputs(name: str, arch: str, data: str, samples: int, path: str) -> torch.Tensor:
-    """What the layer receives from up to 128 evaluation images (seeded random images without data)."""
-    model, cfg = model_and_cfg(name, arch)
-    ev = plan_evaluator(name, arch, data, samples, "cpu")
-    images = ev.cached.batches[0][0][:128] if ev is not None else example_input(cfg, 16)
-    return layer_input(model, path, images)
+    """What the layer receives from up to 128 evaluation images."""
+    model, _ = model_and_cfg(name, arch)
+    return layer_input(model, path, plan_evaluator(name, arch, data, samples, "cpu").cached.batches[0][0][:128])
 
 
 @st.cache_data(show_spinner="Building the layer at a range of ranks…", max_entries=32)

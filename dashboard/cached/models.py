@@ -10,13 +10,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.data import eval_subset, labelled_batch, load_dataset
+from core.data import default_dataset, eval_subset, labelled_batch, load_dataset
 from core.evaluate import PlanEvaluator
 from core.layers.table import describe_layers
 from core.models import create_model
 from core.plan import weights_hash
 from core.plan.cost import layer_sites
-from core.profile import count_flops, count_params, example_input, measure_layer_latency, profile_model
+from core.profile import count_flops, count_params, example_input, has_labels, measure_layer_latency, profile_model
+
+FALLBACK_DATA = "photos"  # unlabelled real photos (core.data.photos): what scores a model no data set of rankscope fits
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
@@ -26,50 +28,53 @@ def model_and_cfg(name: str, arch: str = ""):
 
 
 def data_name(name: str, arch: str, data: str) -> str:
-    """The evaluation data asked for, else the model's own dataset ("" when it has none shipped)."""
+    """The evaluation data asked for, else the model's own dataset where rankscope loads it, else :data:`FALLBACK_DATA`
+    (unlabelled photos: the plans are scored by their fidelity to the dense model)."""
     _, cfg = model_and_cfg(name, arch)
-    return data or ("" if cfg.dataset in ("", "imagenet") else cfg.dataset)
+    return default_dataset(cfg, data) or FALLBACK_DATA
+
+
+def is_fallback(name: str, arch: str, data: str) -> bool:
+    """Whether :func:`data_name` fell back to :data:`FALLBACK_DATA` (no data asked for, none of the model's own)."""
+    return not default_dataset(model_and_cfg(name, arch)[1], data)
 
 
 @st.cache_resource(show_spinner="Loading data…", max_entries=4)
 def test_set(name: str, arch: str, data: str):
-    """The whole evaluation split for the model (``None`` without data)."""
-    _, cfg = model_and_cfg(name, arch)
-    dataset = data_name(name, arch, data)
-    return load_dataset(dataset, cfg) if dataset else None
+    """The whole evaluation split for the model (of :func:`data_name`)."""
+    return load_dataset(data_name(name, arch, data), model_and_cfg(name, arch)[1])
 
 
 def eval_data(name: str, arch: str, samples: int, data: str = ""):
-    """The seeded evaluation subset (``None`` when the model has no data)."""
-    full = test_set(name, arch, data)
-    return None if full is None else eval_subset(full, samples)
+    """The seeded evaluation subset."""
+    return eval_subset(test_set(name, arch, data), samples)
+
+
+def labelled(name: str, arch: str, data: str) -> bool:
+    """Whether the evaluation data has labels (else only fidelity scores it, and gradient-based scores cannot run)."""
+    return has_labels(test_set(name, arch, data))
 
 
 @st.cache_resource(show_spinner="Loading calibration images…", max_entries=4)
-def calibration_data(name: str, arch: str, data: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Model inputs and their labels for data-aware methods and gradient-based pruning scores (training split
-    where available), ``None`` without data."""
-    _, cfg = model_and_cfg(name, arch)
-    dataset = data_name(name, arch, data)
-    return labelled_batch(dataset, cfg) if dataset else None
+def calibration_data(name: str, arch: str, data: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs and their labels for data-aware methods and gradient-based pruning scores
+    (``core.data.labelled_batch``: the training split where there is one)."""
+    return labelled_batch(data_name(name, arch, data), model_and_cfg(name, arch)[1])
 
 
-def calibration_images(name: str, arch: str, data: str) -> torch.Tensor | None:
+def calibration_images(name: str, arch: str, data: str) -> torch.Tensor:
     """The inputs of :func:`calibration_data`."""
-    found = calibration_data(name, arch, data)
-    return None if found is None else found[0]
+    return calibration_data(name, arch, data)[0]
 
 
-@st.cache_resource(show_spinner="Preparing the evaluation batches…", max_entries=4)
-def plan_evaluator(name: str, arch: str, data: str, samples: int, device: str) -> PlanEvaluator | None:
-    """The one :class:`core.evaluate.PlanEvaluator` of the model on ``samples`` evaluation images, calibrated on
-    :func:`calibration_data` (``None`` without data). It decides how a plan is scored and caches the rebuilt
-    layers and built models by plan."""
+@st.cache_resource(show_spinner="Preparing the evaluation batches…", max_entries=8)
+def plan_evaluator(name: str, arch: str, data: str, samples: int, device: str, task: str = "") -> PlanEvaluator:
+    """The :class:`core.evaluate.PlanEvaluator` of the model on ``samples`` evaluation images under ``task``
+    (``""``: the data's own, classification with labels and fidelity without), calibrated on :func:`calibration_data`.
+    It decides how a plan is scored and caches the rebuilt layers and built models by plan."""
     model, cfg = model_and_cfg(name, arch)
-    subset = eval_data(name, arch, samples, data)
-    if subset is None:
-        return None
-    return PlanEvaluator(model, cfg, subset, data=calibration_data(name, arch, data), device=device)
+    return PlanEvaluator(model, cfg, eval_data(name, arch, samples, data), task=task or None,
+                         data=calibration_data(name, arch, data), device=device)
 
 
 @st.cache_resource(show_spinner="Locating layers…", max_entries=4)
@@ -80,11 +85,11 @@ def sites(name: str, arch: str) -> dict:
 
 
 @st.cache_data(show_spinner="Measuring…", max_entries=16)
-def profile(model_name: str, samples: int, batch: int, threads: int, arch: str = "", data: str = "", device: str = "cpu") -> dict:
-    """The baseline profile of a model as a dict (see ``core.profile.ProfileResult.to_dict``)."""
+def profile(model_name: str, batch: int, threads: int, arch: str = "", device: str = "cpu") -> dict:
+    """The baseline's costs as a dict (``core.profile.ProfileResult.to_dict``, without evaluation: the pages score
+    the model through ``cached.scores``, as every plan)."""
     model, cfg = model_and_cfg(model_name, arch)
-    return profile_model(model, cfg, dataset=eval_data(model_name, arch, samples, data), batch=batch, threads=threads,
-                         device=device).to_dict()
+    return profile_model(model, cfg, batch=batch, threads=threads, device=device).to_dict()
 
 
 @st.cache_data(show_spinner="Counting…", max_entries=16)

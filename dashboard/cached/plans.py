@@ -1,5 +1,5 @@
 """Cached calls about whole plans, keyed by the :class:`core.plan.Plan` itself (frozen and hashable:
-``st.cache_data`` hashes it by value): its accuracy, its built model and what that model costs.
+``st.cache_data`` hashes it by value): its scores, its built model and what that model costs.
 
 How a plan is scored and built is :class:`core.evaluate.PlanEvaluator`'s decision (cached activations
 where exact, the whole built model otherwise); these functions only cache its answers. Each takes the
@@ -10,41 +10,34 @@ from __future__ import annotations
 import streamlit as st
 from torch import nn
 
-from core.errors import RankscopeError
-from core.plan import Plan, compress, data_needs
+from core.plan import Plan
 from core.plan.cost import PlanCost, whole_plan_cost
 from core.profile import count_flops, count_params, example_input, measure_latency, measure_memory
 from core.profile.context import torch_threads
+from core.task import Scores
 from dashboard.cached.models import baseline_counts, model_and_cfg, plan_evaluator, sites
+
+FIDELITY = "fidelity"  # the task that compares with the dense model, labels or not
 
 
 @st.cache_data(show_spinner="Scoring the model…", max_entries=64)
-def accuracy(name: str, arch: str, data: str, samples: int, device: str, threads: int, plan: Plan) -> dict | None:
-    """Top-1, top-5, loss and samples of ``PlanEvaluator.evaluate(plan)`` (``None`` without evaluation data)."""
-    ev = plan_evaluator(name, arch, data, samples, device)
-    if ev is None:
-        return None
+def scores(name: str, arch: str, data: str, samples: int, device: str, threads: int, plan: Plan) -> tuple[Scores, ...]:
+    """``PlanEvaluator.evaluate(plan)`` under the evaluation data's task, then, where that task is not fidelity
+    already (labelled data), under fidelity to the dense model on the same images: what a user without labels
+    reads, shown next to the labelled scores."""
+    evaluators = [plan_evaluator(name, arch, data, samples, device)]
+    if evaluators[0].task.name != FIDELITY:
+        evaluators.append(plan_evaluator(name, arch, data, samples, device, FIDELITY))
     with torch_threads(threads):
-        result = ev.evaluate(plan)
-    return {"accuracy": result.top1, "top5": result.top5, "loss": result.loss, "samples": result.samples}
+        return tuple(ev.evaluate(plan) for ev in evaluators)
 
 
 def planned_model(name: str, arch: str, data: str, samples: int, device: str, plan: Plan) -> nn.Module:
     """The model with the whole plan applied: ``PlanEvaluator.model_for(plan)`` (cached by plan there).
 
-    Without evaluation data there is no evaluator: the plan is built by ``core.plan.compress`` (cached here).
     Raises ``RankscopeError`` for a plan that does not fit.
     """
-    ev = plan_evaluator(name, arch, data, samples, device)
-    return ev.model_for(plan) if ev is not None else _built_without_data(name, arch, plan)
-
-
-@st.cache_resource(show_spinner="Building the planned model…", max_entries=16)
-def _built_without_data(name: str, arch: str, plan: Plan) -> nn.Module:
-    if data_needs(plan)[0]:
-        raise RankscopeError("this plan needs calibration data: choose evaluation data on the Model page")
-    model, cfg = model_and_cfg(name, arch)
-    return compress(model, cfg, plan, force=True)[0]
+    return plan_evaluator(name, arch, data, samples, device).model_for(plan)
 
 
 @st.cache_data(show_spinner="Counting…", max_entries=64)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-from core.errors import RankscopeError
 from core.profile import Cancelled, example_input
 from core.profile.context import torch_threads
 from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, sweep
@@ -22,13 +21,10 @@ if TYPE_CHECKING:  # dashboard.state imports this package: the types only, no im
 def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
     """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
 
-    ``latency`` times every point at the chosen batch and threads. Raises ``RankscopeError`` without evaluation
-    data, for a bad grid, and ``Cancelled`` when ``cancel()`` says so.
+    ``latency`` times every point at the chosen batch and threads. Each point is scored under the evaluation data's
+    task (``core.profile.task_for``). Raises ``RankscopeError`` for a bad grid, ``Cancelled`` when ``cancel()`` says so.
     """
-    dataset = data_name(c.model, c.arch, c.data)
-    if not dataset:
-        raise RankscopeError("a sweep measures accuracy: choose evaluation data on the Model page")
-    cache = SweepCache(data_key(dataset, c.samples, 0), Path(st.session_state["sweep_folder"]))
+    cache = SweepCache(data_key(data_name(c.model, c.arch, c.data), c.samples, 0), Path(st.session_state["sweep_folder"]))
     with torch_threads(c.threads):
         return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
                      methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch, cache=cache,

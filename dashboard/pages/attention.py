@@ -1,5 +1,5 @@
 """Attention page: a variant (NMF, projective NMF, NTF, Linformer, Nyström, Performer, low-rank QKV) in place of softmax
-attention in every block or in chosen ones; its accuracy, parameters, FLOPs, latency and memory against the softmax
+attention in every block or in chosen ones; its scores, parameters, FLOPs, latency and memory against the softmax
 model; latency and memory against sequence length; the choice exported into the plan."""
 import streamlit as st
 
@@ -24,8 +24,13 @@ if not paths:
     st.stop()
 tokens = vit_seq_len(model) or 0
 width = model.get_submodule(paths[0]).qkv.in_features if hasattr(model.get_submodule(paths[0]), "qkv") else 0
-st.caption(f"{cfg.name}: {len(paths)} attention module(s), {tokens} tokens of width {width} · accuracy on {c.samples} "
-           f"evaluation images · latency and memory at batch {c.batch}, {c.threads} thread(s)")
+try:
+    scored_on = panels.evaluation_note(c)
+except RankscopeError as err:
+    st.error(str(err))
+    st.stop()
+st.caption(f"{cfg.name}: {len(paths)} attention module(s), {tokens} tokens of width {width} · scored on {scored_on} · "
+           f"latency and memory at batch {c.batch}, {c.threads} thread(s)")
 
 left, right = st.columns([1, 2])
 variant = left.selectbox("Variant", list_variants(), **state.keep("att_variant", "nmf"))

@@ -1,5 +1,5 @@
 """Sampling density page: every channel group's density (one slider for all, one per group) with its capacity estimate,
-the group's channel spectrum, the narrowed model's parameters, FLOPs, latency, memory and accuracy, resampling against
+the group's channel spectrum, the narrowed model's parameters, FLOPs, latency, memory and scores, resampling against
 each pruning score at the same densities, and the densities exported into the plan."""
 import pandas as pd
 import streamlit as st
@@ -17,7 +17,8 @@ try:
     energy = st.sidebar.slider("Capacity estimate keeps this share of spectral energy", 0.80, 0.99, step=0.01,
                                **state.keep("sd_energy", 0.95))
     groups = cached.capacities(*c.key, energy)
-    data = cached.data_name(c.model, c.arch, c.data)
+    labelled = cached.labelled(c.model, c.arch, c.data)
+    scored_on = panels.evaluation_note(c)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -26,7 +27,7 @@ if groups.empty:
     st.stop()
 st.caption(f"{cfg.name}: {len(groups)} channel groups · a density is the fraction of a group's channels kept · capacity "
            f"estimate = twice the frequencies holding {energy:.0%} of the energy of the group's smoothly ordered weights, "
-           f"over its channels (Nyquist) · accuracy on {c.samples} evaluation images")
+           f"over its channels (Nyquist) · scored on {scored_on}")
 
 
 def _density_key(group: str) -> str:
@@ -43,7 +44,7 @@ def _to_capacity() -> None:
         st.session_state[_density_key(group)] = round(float(value), 2)
 
 
-methods = [m for m in METHODS if m == "resample" or data or not needs_gradients(m.split(": ")[1])]
+methods = [m for m in METHODS if m == "resample" or labelled or not needs_gradients(m.split(": ")[1])]
 left, mid, right = st.columns([1, 2, 1])
 how = left.selectbox("Narrow by", methods, help="resample: interpolate the smoothly ordered channels (Integral Neural "
                      "Networks); prune: keep the channels an importance score ranks highest (Torch-Pruning)",
@@ -85,18 +86,21 @@ kept = max(1, round(densities.get(group, 1.0) * row["channels"]))
 right.plotly_chart(plots.channel_spectrum(cached.group_spectrum(*c.key, group), int(row["cutoff"]), kept), width="stretch")
 
 st.subheader("Resampling against pruning at these densities")
-comparable = [m for m in methods if m != how] and narrowed is not None
-if st.button("Compare every way", disabled=not comparable or not plan.groups,
+if not labelled:
+    st.caption("Pruning by gradients (taylor, hessian) needs labelled calibration data: not offered on these images.")
+if st.button("Compare every way", disabled=len(methods) < 2 or not plan.groups,
              help="scores each method's model on the evaluation images (no fine-tune)"):
     rows = []
     with st.spinner("Building and scoring each narrowed model…"):
         for method in methods:
             narrowed_by = _plan(method)
-            rows.append({"how": method, "accuracy": cached.accuracy(*c.evaluation, c.threads, narrowed_by)["accuracy"],
+            scored = cached.scores(*c.evaluation, c.threads, narrowed_by)
+            rows.append({"how": method, **{s.headline: s.score for s in scored},
                          "params": cached.planned_counts(*c.evaluation, narrowed_by)["params"]})
-    st.session_state["sd_comparison"] = (plan, pd.DataFrame(rows))
+    st.session_state["sd_comparison"] = (plan, c.evaluation, pd.DataFrame(rows))
 compared = st.session_state.get("sd_comparison")
-if compared is not None and compared[0] == plan:
-    st.plotly_chart(plots.method_comparison(compared[1]), width="stretch")
-    st.dataframe(compared[1], hide_index=True, width="stretch",
-                 column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent")})
+if compared is not None and compared[:2] == (plan, c.evaluation):
+    shown = [panels.metric_of(s) for s in narrowed]
+    st.plotly_chart(plots.method_comparison(compared[2], shown[0]), width="stretch")
+    st.dataframe(compared[2], hide_index=True, width="stretch",
+                 column_config={m.name: panels.score_column(m.title, m) for m in shown})

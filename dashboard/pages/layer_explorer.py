@@ -1,4 +1,4 @@
-"""Layer explorer: one layer, one method, a rank; its spectrum, error, cost and the model's accuracy with only it changed."""
+"""Layer explorer: one layer, one method, a rank; its spectrum, error, cost and the model's scores with only it changed."""
 import streamlit as st
 
 from core.decompose import get_method
@@ -16,11 +16,11 @@ try:
     model, cfg = cached.model_and_cfg(*c.key)
     table = cached.compressible(*c.key)
     latencies = cached.layer_latencies(c.model, c.arch, c.batch, c.threads)
-    data = cached.data_name(c.model, c.arch, c.data)
+    scored_on = panels.evaluation_note(c)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
-st.caption(f"{cfg.name} · accuracy on {c.samples} evaluation images · latency at batch {c.batch}, {c.threads} thread(s)")
+st.caption(f"{cfg.name} · scored on {scored_on} · latency at batch {c.batch}, {c.threads} thread(s)")
 skipped = cached.layers(*c.key).query("skipped != ''")
 if len(skipped):
     with st.expander(f"{len(skipped)} layer(s) no method applies to"):
@@ -39,14 +39,12 @@ if st.session_state.get("lx_layer") not in labels:
 path = st.selectbox("Layer (type to search)", list(labels), format_func=labels.get, **state.keep("lx_layer"))
 module = model.get_submodule(path)
 
-methods = [m for m in rows.loc[path, "methods"] if data or not get_method(m).needs_calibration]
+methods = list(rows.loc[path, "methods"])
 left, right = st.columns([1, 2])
 method_key = f"lx_method_{path}"
 if st.session_state.get(method_key) not in methods:
     st.session_state[method_key] = default_method(module) or methods[0]
 method_name = left.selectbox("Method", methods, **state.keep(method_key))
-if len(methods) < len(rows.loc[path, "methods"]):
-    left.caption("Data-aware methods are hidden: this model has no evaluation data.")
 method = get_method(method_name)
 values = []
 for i, (mode, top) in enumerate(zip(mode_names(method), max_ranks(method, module))):
@@ -81,15 +79,15 @@ panels.cost_metric(cols[2], "Layer latency (measured)", new_ms, dense_ms, "{:.3f
 model_params = base["params"] - dense.params + new.params
 model_flops = base["flops"] - dense.flops + new.flops
 try:
-    baseline = cached.accuracy(*c.evaluation, c.threads, Plan(c.model))
-    changed = cached.accuracy(*c.evaluation, c.threads, Plan(c.model, {path: LayerEntry(method_name, rank)}))
+    baseline = cached.scores(*c.evaluation, c.threads, Plan(c.model))
+    changed = cached.scores(*c.evaluation, c.threads, Plan(c.model, {path: LayerEntry(method_name, rank)}))
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
-cols = st.columns(4)
-panels.accuracy_metrics(cols, changed, baseline, "Model accuracy (only this layer changed)", loss="Model loss")
-panels.cost_metric(cols[2], "Model parameters", model_params, base["params"])
-panels.cost_metric(cols[3], "Model FLOPs / image", model_flops, base["flops"])
+cols = st.columns(5)
+panels.cost_metric(cols[0], "Model parameters", model_params, base["params"])
+panels.cost_metric(cols[1], "Model FLOPs / image", model_flops, base["flops"])
+panels.quality_metrics(cols[2:], changed, baseline, "Model {} (only this layer changed)", loss="Model loss")
 if st.button("Put this layer's choice into the plan", help="the Plan page edits every layer together"):
     entries = dict(state.plan_entries(c))
     entries[path] = state.session_entry(LayerEntry(method_name, rank))

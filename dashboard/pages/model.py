@@ -1,5 +1,5 @@
 """Model page: choose a model (shipped, timm/torchvision name, or an uploaded checkpoint), the evaluation data
-and size, device and threads; see the baseline's measured profile and per-layer costs."""
+and size, device and threads; see the baseline's measured profile, its scores and per-layer costs."""
 import os
 from pathlib import Path
 
@@ -8,9 +8,12 @@ import torch
 
 from core.errors import RankscopeError
 from core.models import list_models
+from core.plan import Plan
+from core.task import get_task
 from core.uploads import MAX_UPLOAD_MB, WEIGHT_SUFFIXES, store_upload
-from dashboard import cached, plots, state
-from dashboard.format import human, percent
+from dashboard import cached, panels, plots, state
+from dashboard.cached.plans import FIDELITY
+from dashboard.format import capital, human, percent
 
 state.init_state()
 st.title("Model")
@@ -52,10 +55,10 @@ with left.expander("…or upload a checkpoint", expanded=st.session_state.get("s
 if st.session_state.get("upload_error"):
     left.error(st.session_state["upload_error"])
 
-right.text_input("Evaluation data (empty: the model's own)", placeholder="fashion-mnist, cifar10:ROOT, imagefolder:PATH",
-                 **state.keep("data"))
-right.number_input("Evaluation images", min_value=100, max_value=10000, step=100, **state.keep("samples"),
-                   help="the subset behind every live accuracy; full-test-set runs are on the Plan page")
+right.text_input(f"Evaluation data (empty: the model's own, else {cached.FALLBACK_DATA})", **state.keep("data"),
+                 placeholder="fashion-mnist, cifar10:ROOT, imagefolder:PATH, imagenet-samples, photos:N")
+right.number_input("Evaluation images", min_value=1, max_value=10000, step=100, **state.keep("samples"),
+                   help="the subset behind every live score; full-set runs are on the Plan page")
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 right.selectbox("Device", devices, **state.keep("device"))
 right.slider("CPU threads", 1, os.cpu_count() or 1, **state.keep("threads"))
@@ -75,9 +78,11 @@ else:
     name, model_arch = st.session_state["shipped"], ""
 c = state.choice()
 try:
-    result = cached.profile(name, c.samples, c.batch, c.threads, model_arch, c.data, c.device)
+    result = cached.profile(name, c.batch, c.threads, model_arch, c.device)
     table = cached.layers(name, model_arch)
     _, cfg = cached.model_and_cfg(name, model_arch)
+    data, scored = cached.data_name(name, model_arch, c.data), cached.scores(name, model_arch, c.data, c.samples, c.device,
+                                                                             c.threads, Plan(name))[0]
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -89,17 +94,25 @@ st.caption(
     f"input {'×'.join(map(str, cfg.input_size))}, {cfg.num_classes} classes · weights: {cfg.weights or 'random init (seeded)'}"
     + (f" · trained test accuracy {percent(card['test_accuracy'])} on {card.get('test_samples', '?')} images" if "test_accuracy" in card else "")
 )
-cols = st.columns(6)
+cols = st.columns(4)
 cols[0].metric("Parameters", human(result["params"]), help=f"{result['model_size_mb']:.2f} MB of weights and buffers")
 cols[1].metric("FLOPs / image", human(result["flops"]), help=result["flop_convention"])
 cols[2].metric("Latency (median)", f"{result['latency_ms']:.2f} ms", help=f"p90 {result['latency_p90_ms']:.2f} ms, batch {c.batch}, {c.threads} thread(s), {c.device}")
 cols[3].metric("Peak memory", f"{result['peak_memory_mb']:.1f} MB", help=f"measured by {result['memory_method']}")
-if result["accuracy"] is not None:
-    cols[4].metric("Top-1 accuracy", percent(result["accuracy"]), help=f"on {result['samples']} test images (seeded subset)")
-    cols[5].metric("Mean loss", f"{result['loss']:.4f}", help="cross-entropy of the outputs taken as logits")
+fidelity = ", ".join(m.title for m in get_task(FIDELITY).metrics)
+if scored.task != FIDELITY:
+    metrics = [m for m in get_task(scored.task).metrics if m.name in scored.values]
+    for col, metric in zip(st.columns(max(4, len(metrics))), metrics):
+        panels.score_metric(col, capital(metric.title), scored, name=metric.name)
+    st.caption(f"{scored.task} on {scored.samples} images of {data} (seeded subset); the other pages also show each "
+               f"compressed model's fidelity to this one ({fidelity}).")
+elif cached.is_fallback(name, model_arch, c.data):
+    st.info(f"No data set rankscope has fits {cfg.name}: it is evaluated on {data}, real photos without labels. Every "
+            f"page scores a compressed model by its fidelity to this one ({fidelity}) on {scored.samples} of them; for "
+            "accuracy, give labelled data above (imagefolder:PATH with one folder per class).")
 else:
-    cols[4].metric("Top-1 accuracy", "—", help="no evaluation data for this model; the shipped models bring theirs")
-    st.info("No evaluation data: accuracy needs a dataset that fits the model (e.g. imagefolder:PATH above).")
+    st.caption(f"{data} has no labels, so there is nothing to score this model against but itself: the other pages "
+               f"compare each compressed model with it ({fidelity}) on {scored.samples} images.")
 
 st.plotly_chart(plots.layer_bars(table), width="stretch")
 with st.expander("All layers"):

@@ -1,5 +1,5 @@
 """Plan page: every compressible layer in one editable table (filled by hand, or by an allocator to a budget), the
-totals against the baseline, and the accuracy/cost trade-off of every configuration evaluated in this session with
+totals against the baseline, and the score/cost trade-off of every configuration evaluated in this session with
 their Pareto front (click a point to restore it)."""
 import pandas as pd
 import streamlit as st
@@ -12,7 +12,7 @@ from core.profile import Cancelled
 from core.profile.context import torch_threads
 from core.sweep import ALLOCATORS, Target
 from dashboard import cached, panels, plots, state
-from dashboard.format import human, percent
+from dashboard.format import capital, human
 
 DENSE = "—"  # the method column's value for a layer left as it is
 KINDS = {"flops": "FLOPs", "params": "parameters", "latency": "latency"}  # what an allocator's budget limits
@@ -25,7 +25,6 @@ try:
     model, cfg = cached.model_and_cfg(*c.key)
     table = cached.compressible(*c.key)
     base = cached.baseline_counts(*c.key)
-    data = cached.data_name(c.model, c.arch, c.data)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
@@ -56,7 +55,7 @@ def _restore(entry_id: int) -> None:
     state.set_plan(next(h for h in state.history() if h["id"] == entry_id)["plan"])
 
 
-methods = [m for m in dict.fromkeys(m for ms in table["methods"] for m in ms) if data or not get_method(m).needs_calibration]
+methods = list(dict.fromkeys(m for ms in table["methods"] for m in ms))
 left, right = st.columns([1, 2])
 left.selectbox("Method for every layer it applies to", methods, index=None, placeholder="choose to set all layers…",
                key="plan_method", on_change=lambda: state.method_everywhere(c, st.session_state["plan_method"], paths, _fraction()))
@@ -162,45 +161,47 @@ if others:
 
 # --- totals ---------------------------------------------------------------------------------
 try:
-    baseline = cached.accuracy(*c.evaluation, c.threads, Plan(c.model))
-    result = cached.accuracy(*c.evaluation, c.threads, plan)
+    baseline = cached.scores(*c.evaluation, c.threads, Plan(c.model))
+    result = cached.scores(*c.evaluation, c.threads, plan)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
+metrics = [panels.metric_of(s) for s in baseline]  # the headline of each task: the evaluation data's, then fidelity
+headline = metrics[0]
 hist = state.history()
-entry = next((h for h in hist if h["plan"] == plan), None)
-if entry is None and result is not None:
-    entry = {"id": len(hist) + 1, "plan": plan, "layers": len(plan.layers) + len(plan.groups), "params": totals.params,
-             "flops": totals.flops, "accuracy": result["accuracy"], "loss": result["loss"], "latency_ms": None,
-             "peak_memory_mb": None, "full_accuracy": None}
+entry = next((h for h in hist if h["plan"] == plan and h["evaluation"] == c.evaluation), None)
+if entry is None:
+    entry = {"id": len(hist) + 1, "plan": plan, "evaluation": c.evaluation, "layers": len(plan.layers) + len(plan.groups),
+             "params": totals.params, "flops": totals.flops, **{s.headline: s.score for s in result}, "loss": result[0].loss,
+             "latency_ms": None, "peak_memory_mb": None, "full_score": None}
     entry["label"] = f"#{entry['id']}: {entry['layers']} entries, {human(totals.params)} params" + (
         f" ({auto['label']})" if auto is not None else "")
     hist.append(entry)
 
 st.subheader("Planned model against the baseline")
-cols = st.columns(6)
+cols = st.columns(7)
 how = "counted on the built model" if totals.counted else "from each method's cost(), nothing rebuilt"
 panels.cost_metric(cols[0], "Parameters", totals.params, base["params"], help=f"baseline {human(base['params'])}; {how}")
 panels.cost_metric(cols[1], "FLOPs / image", totals.flops, base["flops"], help=f"baseline {human(base['flops'])}; 1 MAC = 2 FLOPs")
-panels.accuracy_metrics(cols[2:4], result, baseline)
 costs_key = (c.key, c.batch, c.threads, c.device)
 dense_costs = st.session_state.get("dense_costs", {}).get(costs_key)
-measured = entry is not None and entry["latency_ms"] is not None and dense_costs is not None
+measured = entry["latency_ms"] is not None and dense_costs is not None
 latency, memory = (entry["latency_ms"], entry["peak_memory_mb"]) if measured else (None, None)
 dense_ms, dense_mb = (dense_costs["latency_ms"], dense_costs["peak_memory_mb"]) if measured else (None, None)
-panels.cost_metric(cols[4], "Latency (median)", latency, dense_ms, "{:.2f} ms",
+panels.cost_metric(cols[2], "Latency (median)", latency, dense_ms, "{:.2f} ms",
                    help=f"not measured until you click the button below; batch {c.batch}, {c.threads} thread(s), {c.device}")
-panels.cost_metric(cols[5], "Peak memory", memory, dense_mb, "{:.1f} MB", help="model + input + forward pass, measured (see the Model page)")
-if entry is not None and entry["full_accuracy"] is not None:
-    st.caption(f"Full test set: accuracy {percent(entry['full_accuracy'])} on {entry['full_samples']} images.")
+panels.cost_metric(cols[3], "Peak memory", memory, dense_mb, "{:.1f} MB", help="model + input + forward pass, measured (see the Model page)")
+panels.quality_metrics(cols[4:], result, baseline)
+if entry["full_score"] is not None:
+    st.caption(f"Full evaluation set: {headline.title} {headline.show(entry['full_score'])} on {entry['full_samples']} images.")
 
 # --- longer work: progress bar, and any click (the Cancel button included) stops it ----------------
 job = st.session_state.pop("job", None)
 if job:
     st.warning(f"{job} was cancelled.")
 b1, b2, b3 = st.columns(3)
-measure = b1.button("Measure latency and peak memory", disabled=entry is None)
-full = b2.button("Accuracy on the full test set", disabled=entry is None or result is None)
+measure = b1.button("Measure latency and peak memory")
+full = b2.button(f"{capital(headline.title)} on the full evaluation set")
 b3.button("Cancel", help="stops a running measurement (any other click does too)")
 if measure:
     st.session_state["job"] = "Measuring latency and peak memory"
@@ -211,7 +212,7 @@ if measure:
     st.session_state.pop("job")
     st.rerun()
 if full:
-    st.session_state["job"] = "Full-test-set accuracy"
+    st.session_state["job"] = f"Full-set {headline.title}"
     full_set = cached.test_set(c.model, c.arch, c.data)
     bar = st.progress(0.0, text=f"Scoring {len(full_set)} images…")
     try:
@@ -221,7 +222,7 @@ if full:
     except Cancelled as err:
         st.warning(str(err))
     else:
-        entry["full_accuracy"], entry["full_samples"] = scored.top1, scored.samples
+        entry["full_score"], entry["full_samples"] = scored.score, scored.samples
         st.session_state.pop("job")
         st.rerun()
 
@@ -229,14 +230,13 @@ if full:
 ratios = [("parameters", totals.params / base["params"]), ("FLOPs", totals.flops / base["flops"])]
 if measured:
     ratios += [("latency", latency / dense_ms), ("peak memory", memory / dense_mb)]
-if result is not None:
-    ratios.append(("accuracy", result["accuracy"] / baseline["accuracy"] if baseline["accuracy"] else 1.0))
+ratios.append((headline.title, result[0].score / baseline[0].score if baseline[0].score else 1.0))
 left, right = st.columns(2)
 left.plotly_chart(plots.totals(pd.DataFrame(ratios, columns=["what", "ratio"])), width="stretch")
 right.plotly_chart(plots.layer_costs(totals.layers), width="stretch")
 
 st.subheader("Configurations evaluated in this session")
 if hist:
-    dense_point = {"flops": base["flops"], "accuracy": baseline["accuracy"] if baseline else None,
+    dense_point = {"flops": base["flops"], headline.name: baseline[0].score,
                    "latency_ms": dense_costs["latency_ms"] if dense_costs else None}
-    panels.configurations(hist, dense_point, entry["id"] if entry is not None else None, _restore, f"plan_restore_{version}")
+    panels.configurations(hist, dense_point, entry["id"], _restore, f"plan_restore_{version}", metrics)

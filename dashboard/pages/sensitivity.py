@@ -1,29 +1,27 @@
 """Sensitivity page: every chosen layer at a range of ranks, one layer changed at a time (``core.sweep``).
 
-A heat-map of the accuracy drop, curves per layer and the table as CSV. Sweeps go through the on-disk
-sweep cache: a grid swept before is read back at once, a larger one computes only the rows it lacks.
+A heat-map of how much the task's headline metric falls, curves per layer and the table as CSV. Sweeps go
+through the on-disk sweep cache: a grid swept before is read back at once, a larger one computes only the rows
+it lacks.
 """
 import streamlit as st
 
 from core.decompose import get_method
 from core.errors import RankscopeError
 from core.sweep import DENSE
-from dashboard import cached, plots, state
+from dashboard import cached, panels, plots, state
 
 c = state.choice()
 st.title("Sensitivity")
 try:
     model, cfg = cached.model_and_cfg(*c.key)
     table = cached.compressible(*c.key)
-    data = cached.data_name(c.model, c.arch, c.data)
+    scored_on = panels.evaluation_note(c)
 except RankscopeError as err:
     st.error(str(err))
     st.stop()
-if not data:
-    st.warning(f"A sweep measures accuracy: choose evaluation data for {cfg.name} on the Model page.")
-    st.stop()
-st.caption(f"{cfg.name} · each point is the model with only that layer rebuilt, scored on {c.samples} evaluation images "
-           f"of {data} · data-free methods only")
+st.caption(f"{cfg.name} · each point is the model with only that layer rebuilt, scored on {scored_on} · data-free "
+           "methods only")
 
 grid = state.grid(c)  # widgets store their value before the page runs; another model's layers are dropped
 methods = [m for m in dict.fromkeys(m for ms in table["methods"] for m in ms) if not get_method(m).needs_calibration]
@@ -64,8 +62,8 @@ points = int((swept["method"] != DENSE).sum())
 st.caption(f"{points} points, read from the sweep cache in `{st.session_state['sweep_folder']}`")
 st.plotly_chart(plots.sensitivity_heatmap(swept), width="stretch", key="sensitivity_heatmap")
 left, right = st.columns(2)
-y = left.radio("Curves of", list(plots.CURVE_Y), format_func={"top1": "accuracy", "loss": "loss"}.get, horizontal=True,
-               **state.keep("sweep_curve_y", "top1"))
+y = left.radio("Curves of", plots.CURVE_Y, format_func=lambda y: plots.curve_title(swept, y), horizontal=True,
+               **state.keep("sweep_curve_y", "score"))
 x = right.radio("against", list(plots.CURVE_X), format_func={"fraction": "rank fraction", "flops_kept": "FLOPs kept"}.get,
                 horizontal=True, **state.keep("sweep_curve_x", "fraction"))
 st.plotly_chart(plots.sensitivity_curves(swept, y, x), width="stretch", key="sensitivity_curves")

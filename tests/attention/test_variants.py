@@ -70,7 +70,8 @@ def test_every_variant_maps_tokens_to_tokens(batch, tokens, heads, head_dim, nam
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("model_name, images", [("fmnist-vit", (2, 1, 28, 28)), ("timm:vit_tiny_patch16_224", (1, 3, 224, 224))])
+@pytest.mark.parametrize("model_name, images", [("fmnist-vit", (2, 1, 28, 28)),
+                                                pytest.param("timm:vit_tiny_patch16_224", (1, 3, 224, 224), marks=pytest.mark.slow)])
 def test_every_variant_swaps_into_a_vit_and_runs(model_name, images):
     model, _ = create_model(model_name)
     model.eval()

@@ -19,7 +19,7 @@ def test_nmf_in_every_block_is_counted_scored_and_put_into_the_plan(page):
     vit = create_model("fmnist-vit")[0]
     expected = count_params(swap_model(vit, "nmf", rank=8, steps=6, one_step=True))
     assert shown["Parameters"] == f"{expected / 1e3:.2f} k"
-    assert shown["Accuracy (no fine-tune)"].endswith(" %") and shown["Latency (median)"].endswith(" ms")
+    assert shown["Top-1 (no fine-tune)"].endswith(" %") and shown["Latency (median)"].endswith(" ms")
     at.slider(key="_w_att_nmf_rank").set_value(4).run()
     assert not at.exception
     assert shown["Peak memory"] == "—"  # measured in a fresh process only when asked

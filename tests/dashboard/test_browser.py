@@ -1,10 +1,11 @@
 """End to end in a real browser: Playwright drives Debian's Chromium against ``streamlit run`` on localhost.
 
-Open the app, choose a layer, move its rank slider and watch FLOPs and accuracy change, put it into the
+Open the app, choose a layer, move its rank slider and watch FLOPs and top-1 change, put it into the
 plan, export the plan as YAML and check that the downloaded file loads and applies, and that the downloaded
 compressed model opens and computes what the applied plan computes. Then run a small sensitivity sweep and
-let an allocator fill the plan from it. Every page is screenshotted into the test's folder and copied to
-/tmp/rankscope-shots/. The server runs in a fresh folder, so its sweep cache starts empty.
+let an allocator fill the plan from it, and open the real pretrained imagenet-mobilenetv2. Every page is
+screenshotted into the test's folder and copied to /tmp/rankscope-shots/. The server runs in a fresh folder,
+so its sweep cache starts empty.
 """
 from __future__ import annotations
 
@@ -160,13 +161,13 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 32x32").wait_for()
     _idle(page)
-    flops, accuracy = _metric(page, "Layer FLOPs / image"), _metric(page, "Model accuracy (only this layer changed)")
+    flops, accuracy = _metric(page, "Layer FLOPs / image"), _metric(page, "Model top-1 (only this layer changed)")
     slider = page.get_by_role("slider").first
     slider.focus()
     page.keyboard.press("Home")  # input rank 1
     page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 1x32").wait_for()
     assert _wait_change(page, "Layer FLOPs / image", flops) != flops
-    assert _wait_change(page, "Model accuracy (only this layer changed)", accuracy) != accuracy
+    assert _wait_change(page, "Model top-1 (only this layer changed)", accuracy) != accuracy
     for _ in range(3):
         page.keyboard.press("ArrowRight")
     page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 4x32").wait_for()
@@ -221,7 +222,7 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
     page.keyboard.press("ArrowRight")  # ... 3
     _idle(page)
     page.get_by_role("button", name="Run sweep").click()
-    page.get_by_text("Accuracy drop when only this layer is compressed").wait_for()
+    page.get_by_text("Top-1 drop when only this layer is compressed").wait_for()
     _idle(page)
     assert page.get_by_text("6 points, read from the sweep cache").count() == 1  # 2 layers x 3 ranks
     assert page.locator(".js-plotly-plot .heatmaplayer").count() == 1, "no heat-map drawn"
@@ -242,4 +243,17 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
     assert "meets the target 0.7" in page.get_by_text("rankscope, parameters ≤ 70 %: ").inner_text()
     assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 2, "the trade-off chart lacks the new point"
     _shot(page, tmp_path, "6-plan-auto")
+    page.close()
+
+
+def test_a_real_pretrained_model_opens(server, browser, tmp_path):
+    page = _open(browser, server)
+    shipped = page.locator('[data-testid="stSelectbox"]').filter(has_text="Shipped model").locator("input")
+    shipped.fill("imagenet-mobilenetv2")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Baseline: imagenet-mobilenetv2").wait_for()
+    _idle(page)
+    assert _metric(page, "Parameters") == "3.50 M"
+    assert _metric(page, "Top-1").endswith(" %")  # its task's headline, on the labelled imagenet-samples
+    _shot(page, tmp_path, "7-real-model")
     page.close()

@@ -42,4 +42,4 @@ def test_pruning_is_compared_with_resampling_at_the_same_densities(page):
     assert not at.exception
     table = at.dataframe[0].value
     assert table["how"].tolist() == ["resample", "prune: l1", "prune: taylor", "prune: hessian", "prune: lamp"]
-    assert table["accuracy"].between(0, 1).all() and (table["params"] < 77754).all()
+    assert table["top1"].between(0, 1).all() and (table["params"] < 77754).all()

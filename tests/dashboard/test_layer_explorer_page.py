@@ -30,13 +30,13 @@ def _expected(resnet, method: str, rank) -> tuple[str, str, str]:
     model, site, evaluator = resnet
     module = model.get_submodule(PATH)
     cost = entry_cost(module, LayerEntry(method, rank), site)
-    accuracy = evaluator.evaluate({PATH: get_method(method).build(module, rank)}).top1
+    accuracy = evaluator.evaluate({PATH: get_method(method).build(module, rank)})["top1"]
     return human(cost.params), human(cost.flops), percent(accuracy)
 
 
 def _shown(at) -> tuple[str, str, str]:
     shown = metrics(at)
-    return shown["Layer parameters"], shown["Layer FLOPs / image"], shown["Model accuracy (only this layer changed)"]
+    return shown["Layer parameters"], shown["Layer FLOPs / image"], shown["Model top-1 (only this layer changed)"]
 
 
 def test_rank_slider_drives_costs_and_accuracy(page, resnet):

@@ -41,12 +41,12 @@ def _expected(resnet, plan: Plan) -> tuple[str, str, str]:
     x = example_input(cfg, 1)
     cost = plan_cost(model, plan, layer_sites(model, x, list(plan.layers)), count_params(model), int(count_flops(model, x).per_sample))
     compressed, _ = apply_plan(model, plan)
-    return human(cost.params), human(cost.flops), percent(evaluate(compressed, dataset).top1)
+    return human(cost.params), human(cost.flops), percent(evaluate(compressed, dataset)["top1"])
 
 
 def _shown(at) -> tuple[str, str, str]:
     shown = metrics(at)
-    return shown["Parameters"], shown["FLOPs / image"], shown["Accuracy"]
+    return shown["Parameters"], shown["FLOPs / image"], shown["Top-1"]
 
 
 def test_scale_slider_and_table_edits_drive_the_totals(page, resnet):

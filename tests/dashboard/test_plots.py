@@ -6,8 +6,12 @@ import pandas as pd
 
 from core.decompose.rank import rank_text
 from core.layers.study import Spectrum
+from core.task import Metric, get_task
 from dashboard import plots
 from dashboard.format import human, percent, points, share
+
+
+TOP1 = get_task("classification").metrics[0]
 
 
 def test_spectrum_marks_the_cut_and_the_energy():
@@ -25,13 +29,13 @@ def test_error_curve_places_ranks_by_parameters():
 
 
 def test_frontier_points_carry_their_configuration_ids():
-    history = pd.DataFrame({"id": [1, 2, 3], "accuracy": [0.9, 0.8, 0.7], "flops": [3e6, 2e6, 1e6],
+    history = pd.DataFrame({"id": [1, 2, 3], "top1": [0.9, 0.8, 0.7], "flops": [3e6, 2e6, 1e6],
                             "latency_ms": [None, 1.0, None], "label": ["a", "b", "c"]})
-    fig = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "flops", current=2)
+    fig = plots.frontier(history, {"flops": 4e6, "top1": 0.92, "latency_ms": None}, "flops", current=2, metric=TOP1)
     assert list(fig.data[0].customdata) == [1, 2, 3]
     assert [d.name for d in fig.data] == ["evaluated configurations", "current", "dense baseline", "Pareto front"]
     assert list(fig.data[3].x) == [1e6, 2e6, 3e6, 4e6]  # each point beats every cheaper one
-    by_latency = plots.frontier(history, {"flops": 4e6, "accuracy": 0.92, "latency_ms": None}, "latency_ms")
+    by_latency = plots.frontier(history, {"flops": 4e6, "top1": 0.92, "latency_ms": None}, "latency_ms", metric=TOP1)
     assert list(by_latency.data[0].customdata) == [2]  # only measured configurations
 
 
@@ -47,7 +51,8 @@ def _sweep_table() -> pd.DataFrame:
             ("b", "dense", "", 1.0, 60, 600, 0.9, 0.30), ("a", "svd", "1", 0.5, 10, 100, 0.6, 1.0),
             ("a", "svd", "2", 1.0, 30, 300, 0.9, 0.30), ("b", "tucker2", "1x1", 0.25, 12, 120, 0.85, 0.5),
             ("b", "tucker2", "4x4", 1.0, 70, 700, 0.92, 0.28)]
-    return pd.DataFrame(rows, columns=["layer", "method", "rank", "fraction", "params", "flops", "top1", "loss"])
+    return pd.DataFrame(rows, columns=["layer", "method", "rank", "fraction", "params", "flops", "top1", "loss"]).assign(
+        task="classification")
 
 
 def test_sensitivity_heatmap_and_curves_show_the_table():
@@ -59,6 +64,25 @@ def test_sensitivity_heatmap_and_curves_show_the_table():
     curves = plots.sensitivity_curves(_sweep_table(), "loss", "flops_kept")
     assert [c.name for c in curves.data] == ["a", "b"]
     assert list(curves.data[1].x) == [20.0, 700 / 6] and list(curves.data[1].y) == [0.5, 0.28]
+
+
+def test_a_fidelity_sweep_is_drawn_by_its_headline():
+    table = _sweep_table().rename(columns={"top1": "agreement"}).assign(task="fidelity")  # its loss column: the KL
+    heat = plots.sensitivity_heatmap(table)
+    assert heat.layout.title.text.startswith("Top-1 agreement drop when only this layer is compressed")
+    np.testing.assert_allclose(heat.data[0].z, [[30.0, 0.0], [5.0, -2.0]])
+    assert "top-1 agreement %{customdata[6]:.2%}" in heat.data[0].hovertemplate
+    assert plots.sensitivity_curves(table, "loss").layout.yaxis.title.text == "loss (kl)"
+    assert plots.sensitivity_curves(table).layout.yaxis.title.text == "top-1 agreement (%)"
+
+
+def test_frontier_of_a_lower_is_better_metric():
+    error = Metric("error", False, "an error")
+    history = pd.DataFrame({"id": [1, 2], "error": [0.5, 0.2], "flops": [1e6, 2e6], "latency_ms": [None, None],
+                            "label": ["a", "b"]})
+    fig = plots.frontier(history, {"flops": 3e6, "error": 0.1}, "flops", metric=error)
+    assert list(fig.data[-1].x) == [1e6, 2e6, 3e6]  # each costs more for a lower error
+    assert fig.layout.yaxis.title.text == "error on the evaluation subset"
 
 
 def test_totals_and_layer_costs():

@@ -11,7 +11,7 @@ from PIL import Image
 from core import external
 from core.data import imagenet_samples, load_dataset
 from core.data.image_files import UnreadableImageWarning, open_all_rgb
-from core.data.labels import NO_LABEL
+from core.task.labels import NO_LABEL
 from core.data.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, load_photos
 from core.errors import RankscopeError
 from core.models.cfg import ModelCfg

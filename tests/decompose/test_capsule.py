@@ -39,6 +39,7 @@ def test_full_rank_reproduces_routing_and_cost_matches(name, dims, iters, fracti
     assert torch.equal(routing.W, W_before)
 
 
+@pytest.mark.slow  # both capsule methods on a full-size (196x10x8x16) routing tensor
 def test_low_rank_factors_are_far_smaller_than_W():
     routing = CapsuleRouting(196, 10, 8, 16)
     for name, rank in (("capsule_tucker", (16, 5, 8, 4)), ("capsule_cp", 6)):

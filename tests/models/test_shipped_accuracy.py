@@ -20,8 +20,8 @@ def test_full_test_split_accuracy(name, floor):
     model, cfg = create_model(name)
     result = evaluate(model, load_dataset("fashion-mnist", cfg), batch_size=500)
     assert result.samples == 10000
-    assert result.top1 >= floor
-    assert abs(result.top1 - cfg.card["test_accuracy"]) < 5e-4  # the card says what the weights do
+    assert result["top1"] >= floor
+    assert abs(result["top1"] - cfg.card["test_accuracy"]) < 5e-4  # the card says what the weights do
 
 
 def test_example_tucker2_plan_halves_the_flops():
@@ -46,6 +46,6 @@ def test_integral_model_resampled_keeps_what_its_card_says():
         example = example_input(cfg, 1)
         entry = LayerEntry("resample", density=0.7, options={"order": order})
         narrowed, _ = apply_plan(model, Plan(name, groups={g: entry for g in channel_groups(model, example)}), example=example)
-        scores[name] = evaluate(narrowed, test, batch_size=500).top1
+        scores[name] = evaluate(narrowed, test, batch_size=500)["top1"]
     assert abs(scores["fmnist-resnet-integral"] - create_model("fmnist-resnet-integral")[1].card["resampled_test_accuracy"]["0.7"]) < 5e-4
     assert scores["fmnist-resnet-integral"] > scores["fmnist-resnet"] + 0.3

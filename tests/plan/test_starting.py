@@ -51,6 +51,7 @@ def test_exactly_one_rule(resnet):
         make_plan(*resnet, "svd", energy=0.9, ratio=0.5)
 
 
+@pytest.mark.slow  # two `rankscope` processes
 def test_plan_then_apply_on_the_command_line(tmp_path):
     plan_file, out = tmp_path / "plan.yaml", tmp_path / "compressed"
     run = lambda *a: subprocess.run([sys.executable, "-m", "core", *a], capture_output=True, text=True, timeout=600)
@@ -67,6 +68,7 @@ def test_plan_then_apply_on_the_command_line(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.slow  # a `rankscope` process each
 @pytest.mark.parametrize(
     "text,pattern",
     [

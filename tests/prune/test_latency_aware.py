@@ -8,6 +8,7 @@ from core.profile.counts import count_flops
 from core.prune import allocate_latency_aware, prune_model, uniform_densities
 
 
+@pytest.mark.slow  # latency measured per layer and density
 def test_allocation_is_valid_and_meets_the_flop_target(resnet, calibration):
     model, example = resnet
     reference = uniform_densities(model, example, 0.5)
@@ -21,6 +22,7 @@ def test_allocation_is_valid_and_meets_the_flop_target(resnet, calibration):
     assert report.params_after < report.params_before
 
 
+@pytest.mark.slow  # latency measured per layer and density
 def test_pruned_at_the_allocated_densities_meets_the_target(resnet, calibration):
     model, example = resnet
     reference = {"layer3.0.conv1": 0.5, "layer3.0.downsample.0": 0.5}

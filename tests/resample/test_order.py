@@ -10,7 +10,7 @@ import torch
 from core.resample.order import order_model, two_opt_path
 
 
-@pytest.mark.parametrize("name", ["fmnist-resnet", "fmnist-vit", "fmnist-capsnet", "timm:resnet18"])
+@pytest.mark.parametrize("name", ["fmnist-resnet", "fmnist-vit", "fmnist-capsnet", pytest.param("timm:resnet18", marks=pytest.mark.slow)])  # resnet18: ~4 s
 def test_permutation_keeps_outputs(zoo, name):
     model, example, groups = zoo[name]
     before = {k: v.clone() for k, v in model.state_dict().items()}

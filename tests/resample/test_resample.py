@@ -16,7 +16,7 @@ from core.resample.resample import (
     shrunk_copy,
 )
 
-MODELS = ["fmnist-resnet", "fmnist-vit", "fmnist-capsnet", "timm:resnet18"]
+MODELS = ["fmnist-resnet", "fmnist-vit", "fmnist-capsnet", pytest.param("timm:resnet18", marks=pytest.mark.slow)]  # timm:resnet18: ~4 s a case
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -54,7 +54,7 @@ def test_module_shapes_follow(zoo):
     assert small.types == 4 and small.primary.out_channels == 32 and small.digits.W.shape[0] == 4 * 49
 
 
-@pytest.mark.parametrize("name", ["fmnist-resnet", "timm:resnet18"])
+@pytest.mark.parametrize("name", ["fmnist-resnet", pytest.param("timm:resnet18", marks=pytest.mark.slow)])
 def test_residual_groups_stay_consistent(zoo, name):
     model, example, groups = zoo[name]
     residual = [n for n, g in groups.items() if g.kind == "residual"]

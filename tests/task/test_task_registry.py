@@ -10,7 +10,7 @@ from core.task import ClassificationTask, Metric, get_task, list_tasks, register
 def test_registered_tasks_and_their_metrics():
     assert list_tasks() == ["classification", "fidelity"]
     classification, fidelity = get_task("classification"), get_task("fidelity")
-    assert [m.name for m in classification.metrics] == ["top1", "top5", "cross_entropy"]
+    assert [m.name for m in classification.metrics] == ["top1", "top5", "loss"]
     assert [m.name for m in fidelity.metrics] == ["agreement", "top5_overlap", "kl", "relative_error"]
     assert [m.higher_is_better for m in fidelity.metrics] == [True, True, False, False]
     assert (classification.headline, fidelity.headline) == ("top1", "agreement")

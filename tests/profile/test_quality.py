@@ -22,8 +22,8 @@ def labelled(labels: list[int]) -> TensorDataset:
 def test_fixed_logits_give_exact_scores():
     result = evaluate(FixedLogits(LOGITS), labelled(LABELS), batch_size=4)  # batches of 4 and 2
     assert result.samples == 6
-    assert result.top1 == 2 / 6  # labels 6, 6
-    assert result.top5 == 4 / 6  # also 5 and 2; 0 and 1 are ranked 7th and 6th
+    assert result["top1"] == 2 / 6  # labels 6, 6
+    assert result.get("top5") == 4 / 6  # also 5 and 2; 0 and 1 are ranked 7th and 6th
     log_sum_exp = math.log(sum(math.exp(v) for v in LOGITS))
     expected_loss = sum(log_sum_exp - LOGITS[y] for y in LABELS) / len(LABELS)
     assert result.loss == pytest.approx(expected_loss, rel=1e-6)
@@ -31,8 +31,8 @@ def test_fixed_logits_give_exact_scores():
 
 def test_top5_is_none_with_five_classes_or_fewer():
     result = evaluate(FixedLogits([0.0, 2.0, 1.0]), labelled([1, 2, 0, 1]), batch_size=3)
-    assert result.top1 == 0.5
-    assert result.top5 is None
+    assert result["top1"] == 0.5
+    assert result.get("top5") is None
 
 
 def test_cancel_stops_between_batches():

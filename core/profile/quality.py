@@ -1,0 +1,91 @@
+"""A model's quality on a data set under a task (:mod:`core.task`): classification against labels, or fidelity to
+the uncompressed model's outputs on the same inputs."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from core.errors import RankscopeError
+from core.profile.checks import check_batch, check_device
+from core.profile.context import prepared
+from core.task import Scores, Task, get_task, scores_of
+
+
+class Cancelled(RankscopeError):
+    """The caller's ``cancel`` callback asked an evaluation to stop; the message says how far it got."""
+
+
+def task_for(dataset: Any, task: str | Task | None = None) -> Task:
+    """``task`` (a name or a task), else classification for labelled data and fidelity for unlabelled data.
+
+    A data set says it has no labels with ``has_labels = False`` (through a ``Subset`` too).
+    """
+    if task is not None:
+        return get_task(task) if isinstance(task, str) else task
+    return get_task("classification" if has_labels(dataset) else "fidelity")
+
+
+def has_labels(dataset: Any) -> bool:
+    """Whether the items of ``dataset`` carry labels (``False`` for data sets that say ``has_labels = False``)."""
+    while not hasattr(dataset, "has_labels") and hasattr(dataset, "dataset"):  # a Subset of a Subset of ...
+        dataset = dataset.dataset
+    return bool(getattr(dataset, "has_labels", True))
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    task: str | Task | None = None,
+    reference: nn.Module | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    cancel: Callable[[], bool] | None = None,
+) -> Scores:
+    """Run ``model`` over ``dataset`` in eval mode under ``torch.inference_mode`` and score it under ``task``.
+
+    Parameters
+    ----------
+    model : a classifier returning one score per class, shape ``(B, num_classes)``. The scores are taken
+        as logits as given: for a model whose scores are not logits (e.g. a capsule network's capsule
+        lengths) ``loss`` is the cross-entropy of those scores, comparable between versions of that
+        model but not with other models; ``top1``/``top5`` only need the ranking and are unaffected.
+    dataset : items ``(input, label)`` (the label ``-1`` where the data set has none).
+    task : the task (default :func:`task_for` the data set).
+    reference : the uncompressed model, for tasks that compare with it (fidelity).
+    batch_size : examples per forward pass (a ``DataLoader`` with ``num_workers=0``).
+    device : ``"cpu"`` or ``"cuda[:N]"``; the models are moved there for the evaluation, then back.
+    progress : show a ``tqdm`` progress bar.
+    cancel : called before each batch; when it returns ``True`` the evaluation stops.
+
+    Raises
+    ------
+    Cancelled
+        ``cancel()`` returned ``True``.
+    RankscopeError
+        An empty dataset, a bad ``batch_size`` or device, a task that needs a reference without one, outputs
+        the task cannot score.
+    """
+    task = task_for(dataset, task)
+    if task.needs_reference and reference is None:
+        raise RankscopeError(f"the {task.name} task compares with the original model: pass reference=")
+    dev = check_device(device)
+    loader = DataLoader(dataset, batch_size=check_batch(batch_size), shuffle=False, num_workers=0)
+    total = len(dataset)
+    if total == 0:
+        raise RankscopeError("the evaluation dataset is empty")
+    tally = task.tally()
+    with prepared(model, dev), prepared(reference or model, dev), torch.inference_mode():
+        for inputs, labels in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
+            if cancel is not None and cancel():
+                raise Cancelled(f"evaluation cancelled after {tally.seen} of {total} samples")
+            inputs = inputs.to(dev)
+            wanted = reference(inputs) if task.needs_reference else None
+            tally.add(model(inputs), torch.as_tensor(labels, device=dev).long(), wanted)
+    return scores_of(task, tally)
