@@ -18,6 +18,7 @@ from core.models.cfg import ModelCfg
 from core.plan.document import Plan, PlanError, weights_hash
 from core.plan.kinds import GROUP_KINDS, MODULE_KINDS, apply_groups, group_problems, group_structure, module_problems
 from core.profile import example_input
+from core.task.labels import NO_LABEL
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # model inputs and their labels
 
@@ -169,6 +170,9 @@ def compress(
                 raise RankscopeError(f"the plan needs {what}: give it with --data")
             data = labelled_batch(name, cfg)
         calibration, labels = data
+        if need_labels and bool((labels == NO_LABEL).any()):
+            raise RankscopeError("the plan's taylor/hessian pruning scores need labelled calibration data, and this "
+                                 "data has none (photos): use score l1 or lamp, or give labelled data with --data")
     new, report = apply_plan(model, plan, force=force, calibration=calibration, labels=labels, example=example_input(cfg, 1))
     report.warnings[:0] = warnings
     return new, report

@@ -105,8 +105,9 @@ class FidelityTask:
                label="top-1 agreement"),
         Metric("top5_overlap", True, "mean |top-5 of the original ∩ top-5 of the compressed| / 5 (more than 5 classes only)",
                fraction=True, label="top-5 overlap"),
-        Metric("kl", False, "mean KL(original ‖ compressed) of the softmax distributions, in nats"),
-        Metric("relative_error", False, "||Y_compressed − Y_original||_F / ||Y_original||_F of the logits, pooled over the set"),
+        Metric("kl", False, "mean KL(original ‖ compressed) of the softmax distributions, in nats", label="KL divergence"),
+        Metric("relative_error", False, "||Y_compressed − Y_original||_F / ||Y_original||_F of the logits, pooled over the set",
+               label="relative error"),
     )
     headline = "agreement"
     loss_metric = "kl"

@@ -11,12 +11,13 @@ import streamlit as st
 import torch
 
 from core.data import default_dataset, eval_subset, labelled_batch, load_dataset
+from core.task.labels import NO_LABEL
 from core.evaluate import PlanEvaluator
 from core.layers.table import describe_layers
 from core.models import create_model
 from core.plan import weights_hash
 from core.plan.cost import layer_sites
-from core.profile import count_flops, count_params, example_input, has_labels, measure_layer_latency, profile_model
+from core.profile import count_flops, count_params, example_input, measure_layer_latency, profile_model
 
 FALLBACK_DATA = "photos"  # unlabelled real photos (core.data.photos): what scores a model no data set of rankscope fits
 
@@ -50,21 +51,23 @@ def eval_data(name: str, arch: str, samples: int, data: str = ""):
     return eval_subset(test_set(name, arch, data), samples)
 
 
-def labelled(name: str, arch: str, data: str) -> bool:
-    """Whether the evaluation data has labels (else only fidelity scores it, and gradient-based scores cannot run)."""
-    return has_labels(test_set(name, arch, data))
-
-
 @st.cache_resource(show_spinner="Loading calibration images…", max_entries=4)
 def calibration_data(name: str, arch: str, data: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Model inputs and their labels for data-aware methods and gradient-based pruning scores
-    (``core.data.labelled_batch``: the training split where there is one)."""
+    (``core.data.labelled_batch``: the training split, or the training source of a data set without one, e.g. the
+    unlabelled calibration photos of imagenet-samples)."""
     return labelled_batch(data_name(name, arch, data), model_and_cfg(name, arch)[1])
 
 
 def calibration_images(name: str, arch: str, data: str) -> torch.Tensor:
     """The inputs of :func:`calibration_data`."""
     return calibration_data(name, arch, data)[0]
+
+
+def calibration_labelled(name: str, arch: str, data: str) -> bool:
+    """Whether :func:`calibration_data` has labels, which gradient-based pruning scores need (photos have none; they
+    calibrate imagenet-samples too)."""
+    return bool((calibration_data(name, arch, data)[1] != NO_LABEL).all())
 
 
 @st.cache_resource(show_spinner="Preparing the evaluation batches…", max_entries=8)

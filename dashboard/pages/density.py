@@ -17,7 +17,7 @@ try:
     energy = st.sidebar.slider("Capacity estimate keeps this share of spectral energy", 0.80, 0.99, step=0.01,
                                **state.keep("sd_energy", 0.95))
     groups = cached.capacities(*c.key, energy)
-    labelled = cached.labelled(c.model, c.arch, c.data)
+    labelled = cached.calibration_labelled(c.model, c.arch, c.data)
     scored_on = panels.evaluation_note(c)
 except RankscopeError as err:
     st.error(str(err))
@@ -87,7 +87,7 @@ right.plotly_chart(plots.channel_spectrum(cached.group_spectrum(*c.key, group), 
 
 st.subheader("Resampling against pruning at these densities")
 if not labelled:
-    st.caption("Pruning by gradients (taylor, hessian) needs labelled calibration data: not offered on these images.")
+    st.caption("Pruning by gradients (taylor, hessian) needs labelled calibration images: these have none.")
 if st.button("Compare every way", disabled=len(methods) < 2 or not plan.groups,
              help="scores each method's model on the evaluation images (no fine-tune)"):
     rows = []

@@ -106,13 +106,11 @@ if scored.task != FIDELITY:
         panels.score_metric(col, capital(metric.title), scored, name=metric.name)
     st.caption(f"{scored.task} on {scored.samples} images of {data} (seeded subset); the other pages also show each "
                f"compressed model's fidelity to this one ({fidelity}).")
-elif cached.is_fallback(name, model_arch, c.data):
-    st.info(f"No data set rankscope has fits {cfg.name}: it is evaluated on {data}, real photos without labels. Every "
-            f"page scores a compressed model by its fidelity to this one ({fidelity}) on {scored.samples} of them; for "
-            "accuracy, give labelled data above (imagefolder:PATH with one folder per class).")
 else:
-    st.caption(f"{data} has no labels, so there is nothing to score this model against but itself: the other pages "
-               f"compare each compressed model with it ({fidelity}) on {scored.samples} images.")
+    why = f" (no data set rankscope has fits {cfg.name})" if cached.is_fallback(name, model_arch, c.data) else ""
+    st.info(f"{data} has no labels{why}: there is nothing to score this model against but itself, and every page "
+            f"scores a compressed model by its fidelity to this one ({fidelity}) on {scored.samples} images. For "
+            "accuracy, give labelled data above (imagefolder:PATH with one folder per class).")
 
 st.plotly_chart(plots.layer_bars(table), width="stretch")
 with st.expander("All layers"):

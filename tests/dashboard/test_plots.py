@@ -72,7 +72,7 @@ def test_a_fidelity_sweep_is_drawn_by_its_headline():
     assert heat.layout.title.text.startswith("Top-1 agreement drop when only this layer is compressed")
     np.testing.assert_allclose(heat.data[0].z, [[30.0, 0.0], [5.0, -2.0]])
     assert "top-1 agreement %{customdata[6]:.2%}" in heat.data[0].hovertemplate
-    assert plots.sensitivity_curves(table, "loss").layout.yaxis.title.text == "loss (kl)"
+    assert plots.sensitivity_curves(table, "loss").layout.yaxis.title.text == "loss (KL divergence)"
     assert plots.sensitivity_curves(table).layout.yaxis.title.text == "top-1 agreement (%)"
 
 

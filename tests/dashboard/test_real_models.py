@@ -1,5 +1,5 @@
-"""Real models on the pages: the pretrained imagenet-mobilenetv2 scored on its labelled photos by its task's metrics
-and by fidelity to the dense model, and a timm model without data of its own scored on unlabelled photos."""
+"""A real model on the pages: the pretrained imagenet-mobilenetv2 scored on its labelled photos by its task's metrics
+and by fidelity to the dense model, and on unlabelled photos by fidelity alone."""
 from __future__ import annotations
 
 import pytest
@@ -37,13 +37,18 @@ def test_pretrained_mobilenet_shows_its_task_metrics_and_fidelity(page):
     assert at.session_state["history"][-1].keys() >= {"top1", "agreement"}
 
 
-def test_a_model_without_data_is_scored_by_fidelity_on_photos(page):
-    at = page("pages/model.py", samples=SMALL, custom="timm:mobilenetv3_small_050", source="custom")
-    assert at.session_state["model"] == "timm:mobilenetv3_small_050"
-    assert "evaluated on photos, real photos without labels" in at.info[0].value
+def test_unlabelled_photos_are_scored_by_fidelity_alone(page):
+    at = page("pages/model.py", **MOBILENET, data="photos:16")
+    assert at.info[0].value.startswith("photos:16 has no labels: ")
     assert "Top-1" not in metrics(at)  # no labels: nothing to score the baseline against but itself
     at.switch_page("pages/plan.py").run()
     assert not at.exception, at.exception
     shown = metrics(at)
     assert shown["Top-1 agreement"].endswith(" %") and "Top-1" not in shown
     assert "Loss" in shown  # the fidelity task's loss, the KL
+
+
+def test_gradient_pruning_is_not_offered_on_unlabelled_calibration_photos(page):
+    at = page("pages/density.py", **MOBILENET)  # imagenet-samples calibrates on the (unlabelled) photos
+    assert at.selectbox(key="_w_sd_method").options == ["resample", "prune: l1", "prune: lamp"]
+    assert metrics(at)["Top-1 agreement (no fine-tune)"] == "100.00 %"  # every group at density 1: the dense model

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from core.models import create_model
-from core.plan import LayerEntry, Plan, PlanError, apply_plan, load_plan, loads_plan, save_plan, validate_plan
+from core.errors import RankscopeError
+from core.plan import LayerEntry, Plan, PlanError, apply_plan, compress, load_plan, loads_plan, save_plan, validate_plan
 from core.profile import count_params, example_input
 
 
@@ -114,3 +115,11 @@ def test_a_saved_mixed_model_reloads_and_computes_the_same(tmp_path, vit):
     save_compressed(new, plan, "fmnist-vit", tmp_path / "out")
     back, _ = create_model(f"file:{tmp_path / 'out'}")
     torch.testing.assert_close(back(x[:8]), new(x[:8]), atol=0, rtol=0)
+
+
+def test_gradient_pruning_scores_refuse_unlabelled_calibration_data(resnet):
+    model, cfg = resnet
+    plan = Plan("fmnist-resnet", groups={"layer1.0.conv1": LayerEntry("prune", density=0.5, options={"score": "taylor"})})
+    photos_like = (example_input(cfg, 8), torch.full((8,), -1))
+    with pytest.raises(RankscopeError, match="taylor/hessian pruning scores need labelled calibration data"):
+        compress(model, cfg, plan, data=photos_like)
