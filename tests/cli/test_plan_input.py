@@ -16,7 +16,7 @@ def _error(capsys) -> str:
     "content,pattern",
     [
         (b"model: fmnist-resnet\nlayers: {fc: {method: svd, rank: 4}}\n\xff", r"not UTF-8 text \(byte 58\)"),
-        (b"model: fmnist-resnet\nlayers: " + b"[" * 20000 + b"\n", r"nested too deeply to be a plan"),
+        (b"model: fmnist-resnet\nlayers: " + b"[" * 1000 + b"\n", r"nested too deeply to be a plan"),
         (b"model: fmnist-resnet\nlayers: {fc: {method: svd, rank: 4, density: 0.3}}\n", r"fc: unknown keys density"),
         (b"model: fmnist-vit\nlayers: {blocks.0.attn.qkv: {method: svd, rank: 4}}\n",
          r"plan was made for fmnist-vit, this model is fmnist-resnet: blocks\.0\.attn\.qkv: no such module"),

@@ -39,6 +39,7 @@ def test_unchanged_model_scores_as_core_profile_evaluate(shipped):
     assert evaluator.evaluate() == evaluate(model, dataset, batch_size=40)
 
 
+@pytest.mark.slow  # over a second on the 2-core machine
 def test_cached_path_equals_full_forward_for_every_layer(shipped):
     name, model, _, evaluator = shipped
     before = {k: v.clone() for k, v in model.state_dict().items()}

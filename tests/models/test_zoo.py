@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core import external
-from core.data import default_dataset, load_dataset
+from core.data import default_dataset, labelled_batch, load_dataset
 from core.errors import RankscopeError
 from core.models import create_model, zoo
 from core.plan import LayerEntry, Plan, compress
@@ -75,11 +75,12 @@ def test_fidelity_to_itself_is_perfect(mobilenet):
 def test_whitened_svd_keeps_more_agreement_than_plain_svd_at_the_same_flops(mobilenet):
     model, cfg = mobilenet
     layers = ["features.14.conv.2", "features.15.conv.0.0", "features.16.conv.2", "features.17.conv.0.0"]  # 1x1 convs
-    crops = load_dataset("photos:64", cfg)  # evaluation photos; calibration comes from the disjoint training photos
+    crops = load_dataset("photos:48", cfg)  # evaluation photos; calibration comes from the disjoint training photos
+    calibration = labelled_batch("imagenet-samples", cfg, samples=64)  # training_data(imagenet-samples): photo crops
     scores = {}
     for method in ("svd", "aa_svd"):
         plan = Plan(NAME, {path: LayerEntry(method, 24) for path in layers})
-        compressed, _ = compress(model, cfg, plan)  # aa_svd calibrates on training_data(imagenet-samples): photo crops
+        compressed, _ = compress(model, cfg, plan, data=calibration)
         scores[method] = evaluate(compressed, crops, task="fidelity", reference=model)
     svd, aa = scores["svd"], scores["aa_svd"]
     assert aa["agreement"] >= svd["agreement"] and aa["kl"] < svd["kl"], (svd.values, aa.values)

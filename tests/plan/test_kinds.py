@@ -99,6 +99,7 @@ def test_attention_entries_swap_the_variant_and_refuse_bad_ones(vit):
     assert problems[3] == "blocks.3.attn.qkv: inside blocks.3.attn, which the plan replaces by an attention variant"
 
 
+@pytest.mark.slow  # over a second on the 2-core machine
 def test_a_saved_mixed_model_reloads_and_computes_the_same(tmp_path, vit):
     from core.data import labelled_batch
     from core.plan.saved import save_compressed

@@ -88,6 +88,7 @@ def test_malformed_plan_on_the_command_line_exits_2(tmp_path, text, pattern):
     assert re.search(pattern, proc.stderr.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # over a second on the 2-core machine
 def test_data_aware_plan_saves_and_reloads(tmp_path, resnet):
     from core.data import calibration_batch
     from core.plan import LayerEntry, Plan
@@ -112,6 +113,7 @@ def test_data_aware_plan_saves_and_reloads(tmp_path, resnet):
         ("timm:vit_tiny_patch16_224", None),
     ],
 )
+@pytest.mark.slow  # over a second on the 2-core machine
 def test_plan_covering_every_layer_of_timm_models_applies(name, skipped_reason):
     model, cfg = create_model(name)
     plan = make_plan(model, cfg, "svd", ratio=0.5)

@@ -22,6 +22,7 @@ def outputs(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
         return model.eval()(example)
 
 
+@pytest.mark.slow  # over a second on the 2-core machine
 @pytest.mark.parametrize("which", ["resnet", "vit"])
 def test_density_one_leaves_outputs_identical(which, request, calibration):
     model, example = request.getfixturevalue(which)

@@ -8,6 +8,7 @@ from core.plan import load_plan
 from core.sweep import read_table
 
 
+@pytest.mark.slow  # over a second on the 2-core machine
 def test_sweep_writes_the_table_and_allocate_a_plan(tmp_path, capsys):
     common = ["--layers", "fc", "layer3.0.downsample.0", "--points", "3", "--samples", "32", "--threads", "1",
               "--cache-dir", str(tmp_path / "cache")]
