@@ -54,6 +54,11 @@ def cmd_groups(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     original, cfg = load_model(args)
     model, _, data_name = compressed(args, (original, cfg))
+    if args.reference:  # e.g. a fine-tuned file:DIR judged against the registry model it came from
+        original, reference_cfg = create_model(args.reference)
+        if reference_cfg.num_classes != cfg.num_classes:
+            raise RankscopeError(f"--reference {args.reference} has {reference_cfg.num_classes} outputs, "
+                                 f"{args.model} has {cfg.num_classes}: fidelity compares outputs of the same shape")
     dataset = None
     if data_name:  # a library model without a dataset of its own is profiled without accuracy unless --data is given
         dataset = eval_subset(load_dataset(data_name, cfg), args.samples, seed=args.seed)
@@ -109,6 +114,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (a stand-in for a phone's cores)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--reference", help="the uncompressed model the fidelity keys compare with (default: MODEL before --plan)")
     p.add_argument("--json", action="store_true", help="last line printed is one JSON object")
     p.set_defaults(func=cmd_profile)
 

@@ -48,3 +48,8 @@ def test_apply_checks_out_before_any_work(tmp_path, capsys):
     assert main(["apply", "fmnist-resnet", "--plan", str(missing_plan), "--out", str(out)]) == 2
     assert "already exists and is not an empty folder" in _error(capsys)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_reference_with_other_outputs_is_one_line(capsys):
+    assert main(["profile", "fmnist-resnet", "--reference", "imagenet-mobilenetv2", "--samples", "8"]) == 2
+    assert "fidelity compares outputs of the same shape" in _error(capsys)
