@@ -20,6 +20,7 @@ from tests.decompose.helpers import CAPSULE_METHODS, FAST_OPTIONS, rel_error, sc
     fraction=st.floats(0.05, 1.0),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow  # over half a second on the 2-core machine
 def test_full_rank_reproduces_routing_and_cost_matches(name, dims, iters, fraction, seed):
     torch.manual_seed(seed)
     in_caps, out_caps, out_dim, in_dim = dims

@@ -45,6 +45,7 @@ def assert_reproduces_and_costs(name: str, module: nn.Module, x: torch.Tensor, f
         assert torch.equal(value, before[key]), f"{name} modified the source's {key}"
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 @pytest.mark.parametrize("name", CONV_METHODS)
 @PROPERTY
 @given(layer=conv2d_layers(), fraction=st.floats(0.05, 1.0))

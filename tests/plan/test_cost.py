@@ -23,6 +23,7 @@ def models():
     return {name: create_model(name) for name in {n for n, _ in CASES}}
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 @pytest.mark.parametrize(("name", "method"), CASES)
 def test_totals_equal_counts_of_the_applied_model(models, name, method):
     model, cfg = models[name]

@@ -64,6 +64,7 @@ def test_vit_at_half_density_drops_heads_and_mlp_units(vit, calibration, score):
     assert outputs(pruned, example).shape == (2, 10)
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 def test_timm_resnet18_l1_half_density():
     model, cfg = create_model("timm:resnet18")
     example = example_input(cfg)

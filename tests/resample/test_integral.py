@@ -10,6 +10,7 @@ from core.resample.integral import IntegralConfig, integral_finetune
 from core.resample.resample import resample_model
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 def test_a_few_steps_train_a_copy(zoo):
     model, example, groups = zoo["fmnist-resnet"]
     gen = torch.Generator().manual_seed(0)

@@ -30,6 +30,7 @@ def test_density_one_is_exact(zoo, name, order):
     assert {zoo[name][2][c.name].kind for c in report.groups} == {g.kind for g in groups.values()}
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 @pytest.mark.parametrize("name", MODELS)
 def test_half_density_is_smaller_and_runs(zoo, name):
     model, example, groups = zoo[name]

@@ -36,6 +36,7 @@ def test_every_allocator_meets_its_target_with_a_valid_plan(resnet, example, tab
     assert set(result.plan.layers) | set(result.plan.skipped) == set(table["layer"]) - {""}
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 @pytest.mark.parametrize("name", ["rankscope", "greedy", "uniform"])
 def test_latency_target_sums_measured_layer_latencies(resnet, example, table, name):
     result = allocate(name, _problem(resnet, example, table, "latency", 0.95))

@@ -12,6 +12,7 @@ from core.sweep.engine import layer_methods
 LAYERS = ["layer3.0.conv2", "fc"]
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 def test_engine_gives_the_naive_sweeps_numbers_exactly(resnet, subset):
     model, _ = resnet
     table = sweep(model, subset, layers=LAYERS, points=3, batch_size=32)

@@ -25,6 +25,7 @@ def test_weights_move_the_compression_to_the_lighter_layer():
     assert solve(options, 0.9) is None
 
 
+@pytest.mark.slow  # over half a second on the 2-core machine
 @pytest.mark.parametrize("fraction", [0.5, 0.75])
 def test_refinement_never_raises_the_measured_loss_and_keeps_the_target(resnet, example, table, subset, fraction):
     model = resnet[0]
