@@ -3,7 +3,7 @@ from core.profile.ab import ab_latency
 from core.profile.counts import FLOP_CONVENTION, FlopCount, count_flops, count_params, model_size_mb
 from core.profile.latency import LatencyResult, measure_latency, measure_layer_latency
 from core.profile.memory import MemoryResult, measure_memory
-from core.profile.quality import Cancelled, evaluate, has_labels, task_for
+from core.profile.quality import Cancelled, evaluate, evaluate_tasks, has_labels, task_for
 from core.profile.onnx_runtime import (
     export_onnx,
     exported_onnx,
@@ -25,6 +25,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "evaluate",
+    "evaluate_tasks",
     "has_labels",
     "example_input",
     "export_onnx",

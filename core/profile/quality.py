@@ -72,20 +72,42 @@ def evaluate(
         An empty dataset, a bad ``batch_size`` or device, a task that needs a reference without one, outputs
         the task cannot score.
     """
-    task = task_for(dataset, task)
-    if task.needs_reference and reference is None:
-        raise RankscopeError(f"the {task.name} task compares with the original model: pass reference=")
+    return evaluate_tasks(model, dataset, [task_for(dataset, task)], reference=reference, batch_size=batch_size,
+                          device=device, progress=progress, cancel=cancel)[0]
+
+
+def evaluate_tasks(
+    model: nn.Module,
+    dataset: Any,
+    tasks: list[str | Task],
+    *,
+    reference: nn.Module | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    cancel: Callable[[], bool] | None = None,
+) -> list[Scores]:
+    """:func:`evaluate` under several tasks from one pass: each batch's outputs (and the reference's, computed
+    only when a task needs them and ``reference`` is another model) feed every task's tally."""
+    tasks = [get_task(t) if isinstance(t, str) else t for t in tasks]
+    if any(t.needs_reference for t in tasks) and reference is None:
+        name = next(t.name for t in tasks if t.needs_reference)
+        raise RankscopeError(f"the {name} task compares with the original model: pass reference=")
     dev = check_device(device)
     loader = DataLoader(dataset, batch_size=check_batch(batch_size), shuffle=False, num_workers=0)
     total = len(dataset)
     if total == 0:
         raise RankscopeError("the evaluation dataset is empty")
-    tally = task.tally()
+    tallies = [t.tally() for t in tasks]
+    compare = any(t.needs_reference for t in tasks) and reference is not model
     with prepared(model, dev), prepared(reference or model, dev), torch.inference_mode():
         for inputs, labels in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
             if cancel is not None and cancel():
-                raise Cancelled(f"evaluation cancelled after {tally.seen} of {total} samples")
+                raise Cancelled(f"evaluation cancelled after {tallies[0].seen} of {total} samples")
             inputs = inputs.to(dev)
-            wanted = reference(inputs) if task.needs_reference else None
-            tally.add(model(inputs), torch.as_tensor(labels, device=dev).long(), wanted)
-    return scores_of(task, tally)
+            outputs = model(inputs)
+            wanted = reference(inputs) if compare else outputs
+            labels = torch.as_tensor(labels, device=dev).long()
+            for task, tally in zip(tasks, tallies):
+                tally.add(outputs, labels, wanted if task.needs_reference else None)
+    return [scores_of(task, tally) for task, tally in zip(tasks, tallies)]

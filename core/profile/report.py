@@ -15,7 +15,7 @@ from core.profile.counts import FLOP_CONVENTION, count_flops, count_params, mode
 from core.profile.latency import LatencyResult, measure_latency
 from core.profile.memory import MemoryResult, measure_memory
 from core.profile.onnx_runtime import exported_onnx, measure_ort_latency, measure_ort_memory
-from core.profile.quality import evaluate, has_labels
+from core.profile.quality import evaluate_tasks, has_labels
 from core.task import Scores
 
 if TYPE_CHECKING:
@@ -126,9 +126,10 @@ def profile_model(
         labelled = fidelity = None
         if dataset is not None:
             data = dataset if samples is None else Subset(dataset, range(min(samples, len(dataset))))
-            if has_labels(data):
-                labelled = evaluate(model, data, task="classification", device=dev, progress=progress)
-            fidelity = evaluate(model, data, task="fidelity", reference=reference or model, device=dev, progress=progress)
+            tasks = ["classification", "fidelity"] if has_labels(data) else ["fidelity"]
+            scores = dict(zip(tasks, evaluate_tasks(model, data, tasks, reference=reference or model, device=dev,
+                                                    progress=progress)))
+            labelled, fidelity = scores.get("classification"), scores["fidelity"]
     return ProfileResult(
         model=cfg.name,
         params=count_params(model),

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from core.errors import RankscopeError
-from core.profile import Cancelled, evaluate
+from core.profile import Cancelled, evaluate, evaluate_tasks
 from tests.profile.helpers import FixedLogits
 
 LOGITS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # ranking: 6 > 5 > 4 > 3 > 2 > 1 > 0
@@ -50,3 +50,14 @@ def test_cancel_stops_between_batches():
 def test_empty_dataset_is_an_error():
     with pytest.raises(RankscopeError, match="empty"):
         evaluate(FixedLogits(LOGITS), labelled([]))
+
+
+def test_several_tasks_from_one_pass_equal_one_task_at_a_time(tiny_net):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(20, 3, 8, 8), torch.randint(0, 10, (20,)))
+    reference = torch.nn.Sequential(tiny_net, torch.nn.Tanh())  # another model with the same outputs' shape
+    together = evaluate_tasks(tiny_net, data, ["classification", "fidelity"], reference=reference, batch_size=7)
+    apart = [evaluate(tiny_net, data, task=t, reference=reference, batch_size=7) for t in ("classification", "fidelity")]
+    assert together == apart
+    itself = evaluate_tasks(tiny_net, data, ["fidelity"], reference=tiny_net)[0]  # its own outputs, not run twice
+    assert itself["agreement"] == 1.0 and itself.loss == 0.0
