@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.bench import allocate, attention, dashboard, resample, sweep
+from core.bench import allocate, attention, dashboard, resample, speed, sweep
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,4 +18,5 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     attention.add_parser(kinds)
     dashboard.add_parser(kinds)
     resample.add_parser(kinds)
+    speed.add_parser(kinds)
     sweep.add_parser(kinds)

@@ -3,8 +3,8 @@
 For each model (fmnist-resnet and fmnist-vit by default):
 
 1. **sweep**: every compressible layer, each with its mixed methods (:data:`core.sweep.engine.MIX`), at
-   ``--points`` ranks, scored on a seeded subset of the *training* split (``--sweep-samples``) and timed
-   on a batch of ``--latency-batch`` with ``--threads`` threads; read from and added to the sweep disk cache.
+   ``--points`` ranks, scored on a seeded subset of the *training* split (``--sweep-samples``); read from
+   and added to the sweep disk cache.
 2. **accuracy without fine-tuning**: each allocator's plan at each FLOPs budget, scored on the test split
    (``--samples`` images, all 10,000 by default). ``greedy`` (AIMET's), ``uniform``, ``energy`` and ``vbmf``
    use each layer's default method, one per layer; ``rankscope`` chooses among the mixed methods and
@@ -16,7 +16,8 @@ For each model (fmnist-resnet and fmnist-vit by default):
    model against the dense one (``--repeats`` interleaved A/B calls each, medians, in this process), as
    ``speedup / FLOP reduction`` (1: the FLOPs saved are all realised). ``rankscope-latency`` is the rankscope
    allocator with a *latency* target: the latency the FLOPs-targeting rankscope plan is predicted to
-   reach (its summed measured layer latencies, :mod:`core.sweep.budget`). At the same predicted latency it
+   reach (its layers timed on a batch of ``--latency-batch`` with ``--threads`` threads,
+   :class:`core.speed.LayerTimes`, cached per machine; summed as :mod:`core.sweep.budget` does). At the same predicted latency it
    picks options by their measured time instead of their FLOPs, so its ratio shows what that buys.
 
 The last line printed is ``allocate: rankscope beats greedy at <k>/<n> budgets`` (a strictly higher test
@@ -42,6 +43,7 @@ from core.plan import apply_plan
 from core.profile import ab_latency, count_flops, evaluate, example_input
 from core.profile.context import torch_threads
 from core.recovery import RecoveryConfig, recover
+from core.speed import LayerTimes
 from core.sweep import SweepCache, data_key, layer_methods, sweep
 from core.sweep.allocate import allocate
 from core.sweep.budget import Problem, Target
@@ -93,12 +95,13 @@ class _Setup:
     refine_data: Any  # None: rankscope is not refined
     evaluations: int
 
-    def plan(self, allocator: str, target: Any) -> Any:
+    def plan(self, allocator: str, target: Any, times: LayerTimes | None = None) -> Any:
         """``allocator``'s :class:`~core.sweep.budget.Allocation`: rankscope on the mixed methods, refined; the
-        others on each layer's default method."""
+        others on each layer's default method. ``times`` prices a latency target."""
         mixed = allocator == "rankscope"
         problem = Problem(self.model, self.name, example_input(self.cfg, 1), target, self.table,
-                          None if mixed else layer_methods(self.model), self.refine_data if mixed else None, self.evaluations)
+                          None if mixed else layer_methods(self.model), self.refine_data if mixed else None, self.evaluations,
+                          times)
         return allocate(allocator, problem)
 
     def compressed(self, allocation: Any) -> nn.Module:
@@ -107,29 +110,31 @@ class _Setup:
 
 
 def _setup(name: str, samples: int | None, sweep_samples: int, refine_samples: int, evaluations: int, points: int,
-           latency_batch: int, seed: int, cache_dir: str) -> _Setup:
+           seed: int, cache_dir: str) -> _Setup:
     """Step 1 of the module docstring: load ``name`` and its data, sweep (through the disk cache)."""
     model, cfg = create_model(name)
     train = load_dataset(cfg.dataset, cfg, split="train")
     chosen_on = eval_subset(train, sweep_samples, seed)
     cache = SweepCache(data_key(f"{cfg.dataset}:train", sweep_samples, seed), Path(cache_dir))
-    table = sweep(model, chosen_on, points=points, mix=True, latency=True, latency_batch=latency_batch, cache=cache)
+    table = sweep(model, chosen_on, points=points, mix=True, cache=cache)
     refine_data = eval_subset(chosen_on, refine_samples) if evaluations else None  # nested: the first refine_samples
     return _Setup(name, model, cfg, train, eval_subset(load_dataset(cfg.dataset, cfg), samples, seed), table,
                   refine_data, evaluations)
 
 
 def _speed(setup: _Setup, kept: dict[str, Any], top1: dict[str, float], latency_batch: int,
-           repeats: int) -> dict[str, tuple[float, float, float]]:
+           repeats: int, cache_dir: str) -> dict[str, tuple[float, float, float]]:
     """Step 4: per allocator of ``kept`` and rankscope-latency (planned here), FLOPs kept, measured speedup, test top-1.
 
     ``top1`` holds the test top-1 of ``kept``'s plans; rankscope-latency's is measured here.
     """
-    costs = Problem(setup.model, setup.name, example_input(setup.cfg, 1), Target("latency", 1.0), setup.table).costs
+    example = torch.stack([setup.test[i % len(setup.test)][0] for i in range(latency_batch)])  # (B, C, H, W)
+    times = LayerTimes(setup.model, example, folder=Path(cache_dir).parent / "latency")
+    costs = Problem(setup.model, setup.name, example_input(setup.cfg, 1), Target("latency", 1.0), setup.table,
+                    times=times).costs
     reached = costs.total({layer: (e.method, e.rank)
                            for layer, e in kept["rankscope"].plan.layers.items()}) / costs.base
-    kept = kept | {LATENCY: setup.plan("rankscope", Target("latency", min(reached, 1.0)))}
-    example = torch.stack([setup.test[i % len(setup.test)][0] for i in range(latency_batch)])  # (B, C, H, W)
+    kept = kept | {LATENCY: setup.plan("rankscope", Target("latency", min(reached, 1.0)), times)}
     dense_flops = count_flops(setup.model, example_input(setup.cfg, 1)).per_sample
     speed = {}
     for allocator, allocation in kept.items():
@@ -151,7 +156,7 @@ def bench_model(name: str, *, budgets: tuple[float, ...] = BUDGETS, samples: int
     if not set(recover_at) <= set(budgets):
         raise RankscopeError(f"recovery budgets {list(recover_at)} must be among the budgets {list(budgets)}")
     start = time.perf_counter()
-    setup = _setup(name, samples, sweep_samples, refine_samples, evaluations, points, latency_batch, seed, cache_dir)
+    setup = _setup(name, samples, sweep_samples, refine_samples, evaluations, points, seed, cache_dir)
     log(f"{name}: swept {len(setup.table)} rows, {time.perf_counter() - start:.0f} s")
     result = ModelBench(name, len(setup.test), evaluate(setup.model, setup.test)["top1"])
     kept = {}
@@ -169,7 +174,7 @@ def bench_model(name: str, *, budgets: tuple[float, ...] = BUDGETS, samples: int
         log(f"{name} at {budget:g}: {best} after recovery ({steps} steps) {100 * recovery.after['top1']:.2f} %")
     middle = min(budgets, key=lambda b: abs(b - 0.5))
     result.speed = _speed(setup, {a: kept[(a, middle)] for a in ORDER}, {a: result.top1[(a, middle)] for a in ORDER},
-                          latency_batch, repeats)
+                          latency_batch, repeats, cache_dir)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from core.bench import add_bench_parser
-from core.cli import compress, models, sweep
+from core.cli import compress, export, models, sweep
 from core.errors import RankscopeError
 
 EXIT_USAGE = 2
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="rankscope", description="Low-rank compression with the price measured.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for commands in (models, compress, sweep):
+    for commands in (models, compress, sweep, export):
         commands.add_parsers(sub)
     add_bench_parser(sub)
     return parser

@@ -13,10 +13,13 @@ from core import argtypes
 from core.cli.common import add_model_args, load_model
 from core.data import default_dataset, eval_subset, load_dataset, training_data
 from core.errors import RankscopeError
+from core.io import check_writable
 from core.models.cfg import ModelCfg
 from core.plan import save_plan
 from core.profile import example_input
+from core.profile.checks import RUNTIMES
 from core.profile.context import torch_threads
+from core.speed import LayerTimes
 from core.sweep import DEFAULT_FOLDER, SweepCache, data_key, layer_methods, sweep, write_table
 from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
 from core.sweep.budget import Problem, Target
@@ -39,8 +42,9 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
         print(f"\rswept {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     with torch_threads(args.threads):
-        table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix, latency=latency,
-                      latency_batch=args.latency_batch, cache=cache, progress=progress)
+        table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix,
+                      multiple=rank_multiple(args), latency=latency, latency_batch=args.latency_batch, cache=cache,
+                      progress=progress)
     return table, dataset
 
 
@@ -51,21 +55,34 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points)")
 
 
+def rank_multiple(args: argparse.Namespace) -> int:
+    """``--rank-multiple``, by default 8 under a latency target (CPU kernels work in channel blocks of 8) and 1 otherwise."""
+    if args.rank_multiple is not None:
+        return args.rank_multiple
+    return 8 if getattr(args, "target_latency", None) is not None else 1
+
+
 def cmd_allocate(args: argparse.Namespace) -> None:
     kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
     model, cfg = load_model(args)
+    check_writable(args.out)
     table, layers, data = None, None, None
-    if args.allocator in NEEDS_TABLE or kind == "latency":
+    if args.allocator in NEEDS_TABLE:
         # chosen on training images, so that the test split stays for reporting the plan's accuracy
-        table, data = sweep_table(args, model, cfg, latency=kind == "latency", mix=args.allocator == "rankscope", split="train")
+        table, data = sweep_table(args, model, cfg, latency=False, mix=args.allocator == "rankscope", split="train")
     else:
-        layers = layer_methods(model, args.layers, args.methods)
+        layers = layer_methods(model, args.layers, args.methods, mix=args.allocator == "spectrum")
+    times = LayerTimes(model, example_input(cfg, args.latency_batch), runtime=args.runtime, threads=args.threads,
+                       folder=None if args.no_cache else Path(args.cache_dir).parent / "latency")
     problem = Problem(model, args.model, example_input(cfg, 1), Target(kind, fraction), table, layers,
-                      data=data if args.allocator == "rankscope" else None)
+                      data=data if args.allocator == "rankscope" else None, times=times, multiple=rank_multiple(args))
     with torch_threads(args.threads):
         result = allocate(args.allocator, problem)
     save_plan(result.plan, args.out)
     print(f"wrote {args.out}: {result.summary()}")
+    if not result.met:
+        print(f"rankscope: the {kind} target {fraction:g} is out of reach for the {args.allocator} allocator; "
+              f"the plan written is the closest it found ({result.ratio:.4f} of dense)", file=sys.stderr)
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -81,6 +98,8 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
     p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=1, help="batch of the latency timings")
+    p.add_argument("--rank-multiple", type=argtypes.positive("--rank-multiple"), default=None,
+                   help="round ranks to this multiple (default 8 under --target-latency, else 1)")
     p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="sweep cache folder")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the sweep cache")
 
@@ -101,7 +120,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--target-params", type=argtypes.fraction("--target-params"), help="keep this fraction of the parameters")
     target.add_argument("--target-latency", type=argtypes.fraction("--target-latency"), help="keep this fraction of the measured latency")
     p.add_argument("--allocator", choices=list(ALLOCATORS), default="rankscope",
-                   help="rankscope (knapsack on the sweep), greedy (AIMET), uniform, energy or vbmf")
+                   help="rankscope (knapsack on the sweep), greedy (AIMET), uniform, energy, vbmf or spectrum "
+                        "(knapsack on lost weight energy, no data)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="runtime the layers are timed on (latency targets, and the latency every plan reports)")
     add_sweep_args(p)
     p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
     p.set_defaults(func=cmd_allocate)

@@ -7,7 +7,7 @@ Caching: ``factorization(module, name)`` returns the method's factorization of t
 object whose ``factors(rank)`` gives the factors at a rank. For the nested methods (svd,
 spatial_svd, tucker2, tucker2_nl, aa_svd, capsule_tucker) the full SVD / HOSVD is computed once
 per weight and a rank is a slice of it; for CP and TT (not nested) the factors are computed per
-rank. Both live in one LRU (``core.decompose._cache.CACHE``, 32 entries) keyed by the weight's
+rank. Both live in one LRU (``core.decompose._cache.CACHE``, 128 entries) keyed by the weight's
 identity, version and storage, so a changed weight is never served stale factors.
 """
 from __future__ import annotations

@@ -5,7 +5,6 @@ from core.profile.latency import LatencyResult, measure_latency, measure_layer_l
 from core.profile.memory import MemoryResult, measure_memory
 from core.profile.quality import Cancelled, evaluate, evaluate_tasks, has_labels, task_for
 from core.profile.onnx_runtime import (
-    export_onnx,
     exported_onnx,
     measure_ort_latency,
     measure_ort_memory,
@@ -28,7 +27,6 @@ __all__ = [
     "evaluate_tasks",
     "has_labels",
     "example_input",
-    "export_onnx",
     "exported_onnx",
     "layer_table",
     "measure_latency",

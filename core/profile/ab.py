@@ -2,15 +2,32 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from core.profile.latency import time_calls
 
+CPU = torch.device("cpu")
+
+
+def ab_calls(first: Callable[[], object], second: Callable[[], object], repeats: int,
+             warmup: int = 3) -> tuple[list[float], list[float]]:
+    """CPU milliseconds of each of ``repeats`` calls of ``first`` and ``second``, made alternately after ``warmup``
+    untimed calls of each: whatever else loads the machine meanwhile slows both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for call in (first, second):
+        for _ in range(warmup):
+            call()
+    for _ in range(repeats):
+        for call, samples in zip((first, second), times):
+            samples += time_calls(call, warmup=0, repeats=1, device=CPU)
+    return times
+
 
 def ab_latency(first: nn.Module, second: nn.Module, example: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median CPU milliseconds of ``first(example)`` and ``second(example)``, timed alternately.
+    """Median CPU milliseconds of ``first(example)`` and ``second(example)``, timed alternately (:func:`ab_calls`).
 
     Parameters
     ----------
@@ -23,11 +40,6 @@ def ab_latency(first: nn.Module, second: nn.Module, example: torch.Tensor, repea
     tuple[float, float]
         The median milliseconds of ``first`` and of ``second``.
     """
-    cpu, times = torch.device("cpu"), ([], [])
     with torch.inference_mode():
-        for model in (first, second):
-            time_calls(lambda: model(example), warmup=3, repeats=1, device=cpu)
-        for _ in range(repeats):
-            for model, samples in zip((first, second), times):
-                samples += time_calls(lambda: model(example), warmup=0, repeats=1, device=cpu)
-    return statistics.median(times[0]), statistics.median(times[1])
+        a, b = ab_calls(lambda: first(example), lambda: second(example), repeats, warmup=4)
+    return statistics.median(a), statistics.median(b)

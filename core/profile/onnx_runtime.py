@@ -1,14 +1,12 @@
 """The same model under ONNX Runtime: export, run, latency and peak memory on the CPU.
 
-Export tries the TorchScript-based exporter first (``dynamo=False``: more robust on small models) and
-the ``torch.export``-based one second. Latency is timed like :func:`core.profile.latency.measure_latency`;
-memory is the ``"child-rss"`` method of :mod:`core.profile.memory`, with the child creating the
-``InferenceSession`` from the exported file.
+What is run is the artifact of :mod:`core.export` (``rankscope export --format onnx``): BatchNorms folded, exported
+(:func:`core.export.export_onnx`), then optimised offline by ONNX Runtime. Latency is timed like
+:func:`core.profile.latency.measure_latency`; memory is the ``"child-rss"`` method of :mod:`core.profile.memory`,
+with the child creating the ``InferenceSession`` from the exported file.
 """
 from __future__ import annotations
 
-import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import RankscopeError
+from core.export import exported
 from core.profile.checks import resolve_threads
-from core.profile.context import prepared
 from core.profile.latency import LatencyResult, time_calls
 from core.profile.memory import MemoryResult
 from core.profile.rss import ChildPeak, probe_peak, run_in_child
@@ -29,44 +26,22 @@ if TYPE_CHECKING:
     import onnxruntime
 
 CPU = torch.device("cpu")
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
-    """Export ``model`` in eval mode, traced on ``example`` (CPU), to the ONNX file ``path``.
-
-    The graph has one input ``"input"`` with the example's fixed shape and one output ``"output"``.
-
-    Raises
-    ------
-    RankscopeError
-        Neither exporter could export the model; the message gives the first exporter's error.
-    """
-    path = Path(path)
-    x = example.to(CPU)
-    names = {"input_names": ["input"], "output_names": ["output"]}
-    with prepared(model, CPU), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, tracer warnings
-        try:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, **names)
-        except Exception as legacy_error:
-            try:
-                torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False, **names)
-            except Exception:
-                reason = _first_line(legacy_error)
-                raise RankscopeError(f"could not export {type(model).__name__} to ONNX: {reason}") from legacy_error
-    return path
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+__all__ = ["exported_onnx", "measure_ort_latency", "measure_ort_memory", "ort_run", "ort_session"]
 
 
 @contextmanager
 def exported_onnx(model: nn.Module, example: torch.Tensor) -> Iterator[Path]:
-    """Export to a temporary ``.onnx`` file (see :func:`export_onnx`), removed when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="rankscope-onnx-") as folder:
-        yield export_onnx(model, example, Path(folder) / "model.onnx")
+    """The path of the ONNX artifact ``rankscope export --format onnx`` would write, in a temporary folder removed
+    when the block ends: BatchNorms folded, ONNX Runtime's offline optimisation, checked against PyTorch on
+    ``example`` (:func:`core.export.exported`).
+
+    Raises
+    ------
+    RankscopeError
+        The model could not be exported (the layer that fails alone named), or the artifact disagrees with PyTorch.
+    """
+    with exported(model, example, "onnx") as artifact:
+        yield Path(artifact.path)
 
 
 def ort_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:

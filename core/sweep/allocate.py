@@ -8,10 +8,12 @@ Each allocator is a function ``(Problem) -> Allocation`` registered in :data:`AL
   is only reported against;
 - ``greedy``: AIMET's greedy compression-ratio selection on the sweep table (:func:`greedy`);
 - ``rankscope``: a multiple-choice knapsack on the sweep table's loss increases, over all of a layer's swept
-  methods, refined on measured whole-model losses when the problem has ``data`` (:mod:`core.sweep.knapsack`).
+  methods, refined on measured whole-model losses when the problem has ``data`` (:mod:`core.sweep.knapsack`);
+- ``spectrum``: the same knapsack on the weight energy each rank drops, over all of a layer's methods with
+  singular values: no table and no data, for real-sized networks in seconds.
 
-The first three use each layer's first method (``default_method`` unless the problem names others); the
-last two choose among the table's points. A layer whose chosen rank would cost no less than the dense
+The first three use each layer's first method (``default_method`` unless the problem names others) and
+round their ranks to ``problem.multiple``; greedy and rankscope choose among the table's points. A layer whose chosen rank would cost no less than the dense
 layer is kept dense. When a target cannot be met the most compressed allocation the rule reaches is
 returned, with ``met`` false and the reason in ``note``.
 """
@@ -22,9 +24,9 @@ from collections.abc import Callable
 from core.decompose.rank_rules import energy_rank, vbmf_rank
 from core.decompose.registry import get_method
 from core.errors import RankscopeError, close_matches_hint
-from core.decompose.rank import rank_at
+from core.decompose.rank import Rank, rank_at, round_rank
 from core.sweep.budget import Allocation, Choice, Option, Problem, finish, table_options
-from core.sweep.knapsack import rankscope
+from core.sweep.knapsack import rankscope, spectrum
 
 RATIOS = tuple(i / 10 for i in range(1, 10))  # AIMET's default candidates: 10 ratios, less the uncompressed 1.0
 STEPS = 40  # bisection steps of a continuous knob: 2**-40 of its range
@@ -48,12 +50,17 @@ def _bisect(problem: Problem, choose: Callable[[float], Choice], what: str, lowe
     return choose(lo), f"{what} {lo:.4f}"
 
 
+def _rounded(problem: Problem, layer: str, method: str, rank: Rank) -> tuple[str, Rank]:
+    return method, round_rank(get_method(method), problem.model.get_submodule(layer), rank, problem.multiple)
+
+
 def uniform(problem: Problem) -> Allocation:
     """One rank fraction ``f`` for every layer (each mode keeps ``f`` of its full rank), the largest within budget."""
     methods = _first_methods(problem)
 
     def choose(fraction: float) -> Choice:
-        return {layer: (m, rank_at(get_method(m), problem.model.get_submodule(layer), fraction)) for layer, m in methods.items()}
+        return {layer: _rounded(problem, layer, m, rank_at(get_method(m), problem.model.get_submodule(layer), fraction))
+                for layer, m in methods.items()}
 
     choice, note = _bisect(problem, choose, "rank fraction", 1e-9)
     return finish(problem, choice, "uniform", note)
@@ -64,7 +71,8 @@ def energy(problem: Problem) -> Allocation:
     methods = _first_methods(problem)
 
     def choose(kept: float) -> Choice:
-        return {layer: (m, energy_rank(problem.model.get_submodule(layer), m, kept)) for layer, m in methods.items()}
+        return {layer: _rounded(problem, layer, m, energy_rank(problem.model.get_submodule(layer), m, kept))
+                for layer, m in methods.items()}
 
     choice, note = _bisect(problem, choose, "energy", 1e-9)
     return finish(problem, choice, "energy", note)
@@ -72,7 +80,8 @@ def energy(problem: Problem) -> Allocation:
 
 def vbmf(problem: Problem) -> Allocation:
     """Each layer at its empirical-VBMF rank; the target is not steered towards, only compared with."""
-    choice = {layer: (m, vbmf_rank(problem.model.get_submodule(layer), m)) for layer, m in _first_methods(problem).items()}
+    choice = {layer: _rounded(problem, layer, m, vbmf_rank(problem.model.get_submodule(layer), m))
+              for layer, m in _first_methods(problem).items()}
     cost = problem.costs.total(choice)
     note = "VBMF ranks as they are" + ("" if cost <= problem.costs.budget else ": they do not meet the target")
     return finish(problem, choice, "vbmf", note)
@@ -118,7 +127,7 @@ def greedy(problem: Problem) -> Allocation:
 
 
 ALLOCATORS: dict[str, Callable[[Problem], Allocation]] = {
-    "rankscope": rankscope, "greedy": greedy, "uniform": uniform, "energy": energy, "vbmf": vbmf,
+    "rankscope": rankscope, "greedy": greedy, "uniform": uniform, "energy": energy, "vbmf": vbmf, "spectrum": spectrum,
 }
 NEEDS_TABLE = ("rankscope", "greedy")
 

@@ -6,9 +6,14 @@ the dense model's total minus the dense cost of the changed layers plus their co
 - ``params``, ``flops``: each method's ``cost`` at the layer's site, as :func:`core.plan.cost.plan_cost`
   prices a plan (FLOPs per sample, 1 multiply-add = 2 FLOPs);
 - ``latency``: the whole model's measured latency minus the dense layers' measured latencies plus the
-  built layers' (the sweep table's ``latency_ms``, taken with ``latency=True``): the rest of the network
-  is assumed to run as long as before. A rank the table has no timing for is priced by linear
-  interpolation of the layer's timed ranks (same method) in FLOPs.
+  built layers', each measured alone on its real input on the runtime, batch and threads the plan is
+  for (:class:`core.speed.LayerTimes`, cached per machine): the rest of the network is assumed to run
+  as long as before. An option measured no faster than its dense layer saves nothing, so no allocator
+  ever picks it under a latency target (:func:`table_options` drops it; :meth:`Costs.total` prices it
+  as dense; :func:`finish` keeps such a layer dense).
+
+Given timings, every allocation also reports the latency it will cost (:attr:`Allocation.latency_ms`),
+whatever its target.
 """
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -27,6 +31,7 @@ from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan, validate_plan, weights_hash
 from core.plan.cost import entry_cost, layer_sites, plan_cost
 from core.profile import count_flops, count_params
+from core.speed import LayerTimes
 from core.sweep.engine import layer_methods
 from core.decompose.rank import Rank, parse_rank, rank_text
 from core.sweep.table import DENSE, MODEL, headline_score
@@ -59,13 +64,16 @@ class Problem:
     name : the model's name, recorded in the plan.
     example : one input sample, shape ``(1, ...)``, to place the layers (:func:`core.plan.cost.layer_sites`).
     target : the budget.
-    table : a sweep table (:func:`core.sweep.sweep`); required by the greedy and rankscope allocators and by
-        a latency target (with latency measured).
+    table : a sweep table (:func:`core.sweep.sweep`); required by the greedy and rankscope allocators.
     layers : layer -> methods; default the table's layers and methods, else :func:`core.sweep.layer_methods`.
     data : labelled items the rankscope allocator scores whole compressed models on to refine its choice
         (:mod:`core.sweep.refine`); ``None`` leaves the knapsack's choice as it is. Keep the images accuracy
         is reported on out of it (e.g. a seeded subset of the training split).
     evaluations : at most this many whole-model evaluations of ``data`` in the refinement.
+    times : layer latencies on the runtime, batch and threads the plan is for; required by a latency target,
+        and with them any allocation reports its latency.
+    multiple : ranks the uniform, energy and spectrum allocators choose are rounded to this multiple
+        (:func:`core.decompose.rank.round_rank`); the table allocators take the table's ranks, rounded when swept.
     """
 
     model: nn.Module
@@ -76,6 +84,8 @@ class Problem:
     layers: dict[str, list[str]] | None = None
     data: Any = None
     evaluations: int = 40
+    times: LayerTimes | None = None
+    multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.layers is None:
@@ -84,8 +94,10 @@ class Problem:
                 self.layers = {path: list(dict.fromkeys(group["method"])) for path, group in points.groupby("layer", sort=False)}
             else:
                 self.layers = layer_methods(self.model)
-        if self.target.kind == "latency" and (self.table is None or self.table["latency_ms"].isna().any()):
-            raise RankscopeError("a latency target needs a sweep table with latency measured (sweep latency=True, --latency)")
+        if self.target.kind == "latency" and self.times is None:
+            raise RankscopeError("a latency target needs the layers' timings (core.speed.LayerTimes)")
+        if self.times is not None:
+            self.times.prepare(list(self.layers))
 
     def need_table(self, allocator: str) -> pd.DataFrame:
         """The sweep table, or a :class:`RankscopeError` naming ``allocator`` when there is none."""
@@ -108,8 +120,7 @@ class Costs:
         self.sites = layer_sites(model, problem.example, list(problem.layers))
         self.base_params, self.base_flops = count_params(model), int(count_flops(model, problem.example).per_sample)
         if self.kind == "latency":
-            table = problem.table
-            self.base = float(table.loc[table["layer"] == MODEL, "latency_ms"].iloc[0])
+            self.base = problem.times.model_ms()
         else:
             self.base = float(self.base_params if self.kind == "params" else self.base_flops)
         self.budget = problem.target.fraction * self.base
@@ -117,18 +128,11 @@ class Costs:
 
     def of(self, layer: str, option: tuple[str, Rank] | None) -> float:
         """Cost of ``layer`` as ``option`` builds it (the dense layer for ``None``)."""
+        if self.kind == "latency":
+            return self.problem.times.of(layer, *(option or (None, None)))
         module = self.problem.model.get_submodule(layer)
         entry = None if option is None else LayerEntry(option[0], option[1])
-        cost = entry_cost(module, entry, self.sites[layer])
-        if self.kind != "latency":
-            return float(getattr(cost, self.kind))
-        table = self.problem.table
-        method = DENSE if option is None else option[0]
-        rows = table[(table["layer"] == layer) & (table["method"] == method)].sort_values("flops")
-        exact = rows[rows["rank"] == ("" if option is None else rank_text(option[1]))]
-        if len(exact):
-            return float(exact["latency_ms"].iloc[0])
-        return float(np.interp(cost.flops, rows["flops"], rows["latency_ms"]))
+        return float(getattr(entry_cost(module, entry, self.sites[layer]), self.kind))
 
     def total(self, choice: Choice) -> float:
         """The model's cost with each layer of ``choice`` as chosen (an option costing more than dense is kept dense)."""
@@ -180,6 +184,8 @@ class Allocation:
         :func:`core.plan.cost.plan_cost`; latency as :mod:`core.sweep.budget` sums it).
     delta_loss : sum over the changed layers of the sweep table's loss increase (NaN when a chosen rank is not in the table).
     note : how the allocator got there, and why the target was missed if it was.
+    latency_ms, base_latency_ms : the plan's and the dense model's latency as the problem's timings sum them
+        (``None`` without timings).
     """
 
     plan: Plan
@@ -188,6 +194,8 @@ class Allocation:
     base: float
     delta_loss: float
     note: str = ""
+    latency_ms: float | None = None
+    base_latency_ms: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -202,9 +210,11 @@ class Allocation:
     def summary(self) -> str:
         """One line: layers compressed, cost ratio against the target, summed loss increase, the allocator's note."""
         state = "meets" if self.met else "MISSES"
+        timed = ("" if self.latency_ms is None or self.target.kind == "latency" else
+                 f"; latency {self.latency_ms:.3f} of {self.base_latency_ms:.3f} ms as the layers' timings sum")
         return (f"{len(self.plan.layers)} layer(s) compressed, {self.target.kind} {self.ratio:.4f} of dense "
                 f"({state} the target {self.target.fraction:g}); summed sweep loss increase {self.delta_loss:.4f}"
-                + (f"; {self.note}" if self.note else ""))
+                + timed + (f"; {self.note}" if self.note else ""))
 
 
 def delta_loss(table: pd.DataFrame | None, choice: Choice) -> float:
@@ -242,4 +252,9 @@ def finish(problem: Problem, choice: Choice, allocator: str, note: str = "") -> 
     else:
         priced = plan_cost(problem.model, plan, costs.sites, costs.base_params, costs.base_flops)
         cost = float(priced.params if costs.kind == "params" else priced.flops)
-    return Allocation(plan, problem.target, cost, costs.base, delta_loss(problem.table, kept), note)
+    latency = base_latency = None
+    if problem.times is not None:
+        times, base_latency = problem.times, problem.times.model_ms()
+        latency = base_latency + sum(times.of(layer, *option) - times.dense(layer) for layer, option in kept.items())
+        times.save()
+    return Allocation(plan, problem.target, cost, costs.base, delta_loss(problem.table, kept), note, latency, base_latency)

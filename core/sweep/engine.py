@@ -84,14 +84,15 @@ def layer_methods(model: nn.Module, layers: Sequence[str] | None = None,
 
 
 def sweep_grid(model: nn.Module, layers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-               points: int = 10, *, mix: bool = False) -> list[Point]:
-    """The (layer, method, rank) points of a sweep: :func:`core.layers.study.rank_grid` of ``points`` ranks each."""
+               points: int = 10, *, mix: bool = False, multiple: int = 1) -> list[Point]:
+    """The (layer, method, rank) points of a sweep: :func:`core.decompose.rank.rank_grid` of ``points`` ranks each,
+    rounded to ``multiple`` (:func:`core.decompose.rank.round_rank`)."""
     if points < 1:
         raise RankscopeError(f"points must be at least 1, got {points}")
     return [Point(path, name, rank)
             for path, names in layer_methods(model, layers, methods, mix=mix).items()
             for name in names
-            for rank in rank_grid(get_method(name), model.get_submodule(path), points)]
+            for rank in rank_grid(get_method(name), model.get_submodule(path), points, multiple)]
 
 
 class _Measurer:
@@ -179,6 +180,7 @@ def sweep(
     methods: Sequence[str] | None = None,
     points: int = 10,
     mix: bool = False,
+    multiple: int = 1,
     task: str | Task | None = None,
     batch_size: int = 256,
     latency: bool = False,
@@ -194,7 +196,7 @@ def sweep(
     ----------
     model : a classifier (only read).
     dataset : ``(input, label)`` items, e.g. :func:`core.data.eval_subset` of a test split (label ``-1`` where none).
-    layers, methods, points, mix : the grid, see :func:`sweep_grid` and :func:`layer_methods`.
+    layers, methods, points, mix, multiple : the grid, see :func:`sweep_grid` and :func:`layer_methods`.
     task : how each point is scored (default :func:`core.profile.task_for` the data: classification with labels,
         fidelity to the unmodified model without).
     batch_size : evaluation batch size.
@@ -216,7 +218,7 @@ def sweep(
     RankscopeError
         A bad grid (see :func:`layer_methods`).
     """
-    grid = sweep_grid(model, layers, methods, points, mix=mix)
+    grid = sweep_grid(model, layers, methods, points, mix=mix, multiple=multiple)
     chosen = list(dict.fromkeys(p.layer for p in grid))
     keys = [PointKey(MODEL, DENSE, "")] + [PointKey(path, DENSE, "") for path in chosen] + [p.key for p in grid]
     task = task_for(dataset, task)

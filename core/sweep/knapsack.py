@@ -28,16 +28,24 @@ unless the refinement sets them):
    ``problem.evaluations`` whole-model evaluations.
 
 Costs are divided by the dense model's total, so ``lam`` is in loss per model.
+
+The ``spectrum`` allocator runs steps 1-3 on a data-free loss instead of the sweep's: the weight energy each
+rank drops (:func:`spectrum_options`). It needs no data and no table, so it plans a real-sized network in
+seconds; under a latency target its options are the layers' measured timings.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from itertools import combinations
 
+from core.decompose.rank import rank_grid, rank_values
+from core.decompose.registry import get_method
+from core.layers.study import spectra
 from core.sweep.budget import Allocation, Option, Problem, finish, table_options
 from core.sweep.refine import refine
 
 PRICE_STEPS = 60  # bisection steps on the price (log scale)
+SPECTRUM_POINTS = 8  # ranks per layer and method the spectrum allocator chooses among
 
 
 def lower_hull(options: list[Option]) -> list[Option]:
@@ -127,21 +135,62 @@ def solve(options: dict[str, list[Option]], budget: float, weights: dict[str, fl
     return {layer: options[layer][weighted[layer].index(o)] for layer, o in chosen.items()}
 
 
+def _scaled(problem: Problem, options: dict[str, list[Option]]) -> tuple[dict[str, list[Option]], float]:
+    """``options`` with costs in model units, and the budget left for the layers they cover, in the same units."""
+    costs = problem.costs
+    scaled = {layer: [replace(o, cost=o.cost / costs.base) for o in opts] for layer, opts in options.items()}
+    rest = costs.base - sum(costs.dense(layer) for layer in options)  # what the layers leave unchanged
+    return scaled, (costs.budget - rest) / costs.base - 1e-12  # the margin absorbs rounding of the float sums
+
+
+def _cheapest(problem: Problem, options: dict[str, list[Option]], allocator: str) -> Allocation:
+    cheapest = {layer: min(opts, key=lambda o: (o.cost, o.loss)) for layer, opts in options.items()}
+    return finish(problem, {layer: o.choice for layer, o in cheapest.items()}, allocator,
+                  "every layer at its cheapest option: target missed")
+
+
 def rankscope(problem: Problem) -> Allocation:
     """Least summed sweep loss increase within the target, then refined on measured losses: see the module docstring."""
-    costs = problem.costs
-    scale = costs.base
-    options = {layer: [Option(o.choice, o.cost / scale, o.loss, o.score) for o in opts]
-               for layer, opts in table_options(problem, "rankscope").items()}
-    rest = costs.base - sum(costs.dense(layer) for layer in options)  # what the swept layers leave unchanged
-    budget = (costs.budget - rest) / scale - 1e-12  # the margin absorbs rounding of the float sums
+    options, budget = _scaled(problem, table_options(problem, "rankscope"))
     chosen = solve(options, budget)
     if chosen is None:
-        cheapest = {layer: min(opts, key=lambda o: (o.cost, o.loss)) for layer, opts in options.items()}
-        return finish(problem, {layer: o.choice for layer, o in cheapest.items()}, "rankscope",
-                      "every layer at its cheapest swept option: target missed")
+        return _cheapest(problem, options, "rankscope")
     note = "Lagrangian relaxation, greedy fill, pair exchange"
     if problem.data is not None:
         chosen, refined = refine(problem, options, chosen, lambda weights: solve(options, budget, weights))
         note += f"; {refined}"
     return finish(problem, {layer: o.choice for layer, o in chosen.items()}, "rankscope", note)
+
+
+def spectrum_options(problem: Problem) -> dict[str, list[Option]]:
+    """Per layer: keep dense, then each of :data:`SPECTRUM_POINTS` ranks of each method with a spectrum, cheaper than
+    dense, with the weight energy it loses as its loss.
+
+    The loss of a rank is the share of squared singular values it drops, summed over the rank's modes: exactly
+    the relative squared weight error of a truncated SVD, and the higher-order SVD's bound for Tucker-2
+    (:func:`core.layers.study.spectra`). Methods without singular values (CP, TT) are not offered.
+    """
+    costs, out = problem.costs, {}
+    for layer, methods in problem.layers.items():
+        module = problem.model.get_submodule(layer)
+        out[layer] = [Option(None, costs.dense(layer), 0.0, 0.0)]
+        for name in methods:
+            method = get_method(name)
+            found = spectra(method, module)
+            for rank in rank_grid(method, module, SPECTRUM_POINTS, problem.multiple) if found else []:
+                lost = sum(1.0 - s.energy_kept(r) for s, r in zip(found, rank_values(rank)))
+                cost = costs.of(layer, (name, rank))
+                if cost < costs.dense(layer):
+                    out[layer].append(Option((name, rank), cost, lost, -lost))
+    return out
+
+
+def spectrum(problem: Problem) -> Allocation:
+    """Least summed lost weight energy within the target (:func:`spectrum_options`), solved as the rankscope
+    allocator's steps 1-3: data-free, no sweep table, and under a latency target every option is timed."""
+    options, budget = _scaled(problem, spectrum_options(problem))
+    chosen = solve(options, budget)
+    if chosen is None:
+        return _cheapest(problem, options, "spectrum")
+    return finish(problem, {layer: o.choice for layer, o in chosen.items()}, "spectrum",
+                  "knapsack on lost weight energy: Lagrangian relaxation, greedy fill, pair exchange")

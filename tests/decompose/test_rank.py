@@ -113,3 +113,23 @@ def test_select_ranks_maps_a_rule_over_layers():
         select_ranks(layers, "svd", "best")
     with pytest.raises(RankscopeError, match="energy"):
         energy_rank(layers["a"], "svd", 1.5)
+
+
+@pytest.mark.parametrize(("rank", "multiple", "want"), [(61, 8, 64), (60, 8, 56), (59, 8, 56), (4, 8, 8), (12, 8, 8), (13, 8, 16),
+                                                        (100, 16, 96), (120, 16, 112), (127, 8, 128), (7, 1, 7)])
+def test_round_rank_goes_to_the_nearest_multiple_within_range(rank, multiple, want):
+    from core.decompose.rank import round_rank
+
+    assert round_rank(get_method("svd"), nn.Linear(200, 128), rank, multiple) == want  # full rank 128
+
+
+def test_round_rank_per_mode_and_below_the_multiple():
+    from core.decompose.rank import rank_grid, round_rank
+
+    tucker = get_method("tucker2")
+    conv = nn.Conv2d(6, 40, 3)  # full ranks (6, 40): the input mode is below 8 and stays as it is
+    assert round_rank(tucker, conv, (5, 21), 8) == (5, 24)
+    assert all(r[1] % 8 == 0 for r in rank_grid(tucker, conv, 10, 8))
+    assert len(rank_grid(tucker, conv, 10, 8)) < len(rank_grid(tucker, conv, 10))  # rounding merges ranks
+    with pytest.raises(RankscopeError, match="at least 1"):
+        round_rank(tucker, conv, (5, 21), 0)
