@@ -91,6 +91,16 @@ def layer_costs(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def layer_speed(table: pd.DataFrame) -> go.Figure:
+    """Per planned layer, the share of its FLOPs and of its measured time the plan saves (``saved_flops``, ``saved``)."""
+    fig = go.Figure()
+    fig.add_bar(x=table["name"], y=table["saved_flops"] * 100, name="FLOPs saved", marker_color=GREY)
+    fig.add_bar(x=table["name"], y=table["saved"] * 100, name="time saved (measured)", marker_color=BLUE)
+    fig.update_layout(title="What each planned layer saves: FLOPs (grey) against measured time (blue); below 0: slower",
+                      barmode="group", height=380, margin=MARGIN, yaxis_title="% of the dense layer")
+    return fig
+
+
 def frontier(history: pd.DataFrame, baseline: dict, x: str, current: int | None = None, *, metric: Metric) -> go.Figure:
     """``metric`` (the task's headline) against ``x`` ("flops" or "latency_ms") of every evaluated configuration; the
     baseline and current marked, and the Pareto front of them all (with the baseline) drawn as a staircase.

@@ -15,6 +15,8 @@ not change a dense kernel's speed --, the ImageNet ``imagenet-mobilenetv2`` and 
    and ``--batch``, on 1 and 2 threads; eager PyTorch under ``inference_mode``, and ONNX Runtime on the
    artifact ``rankscope export --format onnx`` writes (:func:`core.export.exported`: folded, ORT-optimised,
    verified). Each runtime's plan is timed on its own runtime.
+   ``--variants`` adds eager rows at batch 1 on 1 thread with both models in ``channels_last`` or compiled
+   by ``torch.compile`` (printed, not in the headline).
 3. **quality** of each plan: top-1 agreement with the dense model (and top-1 where the data has labels and
    the weights are real) on the model's own evaluation data, and on photo crops for RGB models.
 
@@ -26,6 +28,7 @@ FLOPs, onnxruntime, batch 1, 1 thread)``.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +60,7 @@ RANDOM_WEIGHTS = ("torchvision:resnet18", "timm:resnet50")  # architecture only:
 RUNTIMES = ("torch", "onnxruntime")
 BISECTIONS = 10  # steps on the latency target: 2**-10 of its range
 MULTIPLE = 8
+VARIANTS = ("channels_last", "compile")  # eager forms --variants times beside plain eager
 SETTING_MS = 6000.0  # time the dense model for about this long per setting (a ResNet-50 at batch 8 takes ~1 s a call)
 FEWEST_REPEATS = 7
 
@@ -151,6 +155,23 @@ def _timed(dense: nn.Module, small: nn.Module, x: torch.Tensor, runtime: str, th
         return ab_calls(*calls, _repeats(calls[0], repeats))
 
 
+def _variant(model: nn.Module, variant: str) -> nn.Module:
+    """``model`` as the eager variant runs it: ``channels_last`` weights, or ``torch.compile`` (inductor)."""
+    if variant == "channels_last":
+        return copy.deepcopy(model).to(memory_format=torch.channels_last)
+    return torch.compile(copy.deepcopy(model))
+
+
+def _timed_variant(dense: nn.Module, small: nn.Module, x: torch.Tensor, variant: str,
+                   repeats: int) -> tuple[list[float], list[float]]:
+    """Eager A/B at batch 1 on 1 thread with both models in ``variant`` (the first calls compile, untimed)."""
+    if variant == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = _variant(dense, variant), _variant(small, variant)
+    with torch_threads(1), torch.inference_mode():
+        return ab_calls(lambda: a(x), lambda: b(x), _repeats(lambda: a(x), repeats))
+
+
 def _repeats(call: Callable[[], object], most: int) -> int:
     """``most`` calls, fewer (at least :data:`FEWEST_REPEATS`) where one call takes longer than ``SETTING_MS / most``."""
     one = time_calls(call, warmup=1, repeats=1, device=torch.device("cpu"))[0]
@@ -170,14 +191,15 @@ def _quality(name: str, dense: nn.Module, small: nn.Module, cfg: ModelCfg, sampl
 
 
 def bench_model(name: str, *, flops: float = 0.5, batch: int = 8, repeats: int = 15, samples: int = 500,
+                folder: Path | None = DEFAULT_FOLDER, variants: tuple[str, ...] = (),
                 log: Callable[[str], None] = print) -> list[SpeedRow]:
-    """Steps 1-3 for one model; returns a row per runtime, batch and thread count."""
+    """Steps 1-3 for one model; returns a row per runtime, batch and thread count (``variants`` rows are printed only)."""
     model, cfg = create_model(name)
     model.eval()
     dense_flops = count_flops(model, example_input(cfg, 1)).per_sample
     rows = []
     for runtime in RUNTIMES:
-        plan: Plan = latency_plan(model, cfg, name, runtime, flops, log=log).plan
+        plan: Plan = latency_plan(model, cfg, name, runtime, flops, folder=folder, log=log).plan
         small = apply_plan(model, plan)[0].eval()
         ratio = count_flops(small, example_input(cfg, 1)).per_sample / dense_flops
         log(f"  {name} {runtime} plan quality: {_quality(name, model, small, cfg, samples)}")
@@ -190,15 +212,19 @@ def bench_model(name: str, *, flops: float = 0.5, batch: int = 8, repeats: int =
                                statistics.median(b), _spread(b))
                 rows.append(row)
                 log(row.line())
+        for variant in variants if runtime == "torch" else ():
+            a, b = _timed_variant(folded_dense, folded_small, example_input(cfg, 1), variant, repeats)
+            log(SpeedRow(name, f"+{variant}", 1, 1, ratio, statistics.median(a), _spread(a), statistics.median(b),
+                         _spread(b)).line())
     return rows
 
 
 def run(models: tuple[str, ...] = MODELS, *, flops: float = 0.5, batch: int = 8, repeats: int = 15, samples: int = 500,
-        log: Callable[[str], None] = print) -> float:
+        folder: Path | None = DEFAULT_FOLDER, variants: tuple[str, ...] = (), log: Callable[[str], None] = print) -> float:
     """Every model's rows, then the last line; returns the median realised/ideal at batch 1, 1 thread, onnxruntime."""
     log(HEADER)
     rows = [row for name in models for row in bench_model(name, flops=flops, batch=batch, repeats=repeats,
-                                                          samples=samples, log=log)]
+                                                          samples=samples, folder=folder, variants=variants, log=log)]
     headline = [r.realised for r in rows if r.runtime == "onnxruntime" and r.batch == 1 and r.threads == 1]
     value = statistics.median(headline)
     log(f"speed: realised/ideal = {value:.2f} (median over models at {flops:.0%} FLOPs, onnxruntime, batch 1, 1 thread)")
@@ -206,7 +232,8 @@ def run(models: tuple[str, ...] = MODELS, *, flops: float = 0.5, batch: int = 8,
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
-    run(tuple(args.models), flops=args.flops, batch=args.batch, repeats=args.repeats, samples=args.samples)
+    run(tuple(args.models), flops=args.flops, batch=args.batch, repeats=args.repeats, samples=args.samples,
+        folder=Path(args.cache_dir), variants=tuple(args.variants))
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -218,4 +245,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=argtypes.positive("--batch"), default=8, help="the larger batch timed beside batch 1")
     p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=15, help="interleaved calls per model and setting")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=500, help="evaluation images per data set")
+    p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="the per-machine layer timings (kept between runs)")
+    p.add_argument("--variants", nargs="*", choices=VARIANTS, default=[],
+                   help="also time the eager plans in these forms (batch 1, 1 thread): channels_last, compile")
     p.set_defaults(func=cmd_speed)

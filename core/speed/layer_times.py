@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -133,6 +134,18 @@ class LayerTimes:
     def dense(self, layer: str) -> float:
         """Median milliseconds of the dense ``layer``."""
         return self.of(layer)
+
+    def table(self, choice: Mapping[str, tuple[str, Rank]]) -> pd.DataFrame:
+        """One row per layer of ``choice`` (``{layer: (method, rank)}``): ``name, method, rank, dense_ms, planned_ms``
+        and ``saved`` (the share of the dense layer's time the planned one saves; negative when it is slower)."""
+        self.prepare(list(choice))
+        rows = []
+        for layer, (method, rank) in choice.items():
+            dense, planned = self.dense(layer), self.of(layer, method, rank)
+            rows.append({"name": layer, "method": method, "rank": rank_text(rank), "dense_ms": dense,
+                         "planned_ms": planned, "saved": 1 - planned / dense if dense > 0 else 0.0})
+        self.save()
+        return pd.DataFrame(rows, columns=["name", "method", "rank", "dense_ms", "planned_ms", "saved"])
 
     def model_ms(self) -> float:
         """Median milliseconds of the whole dense model on ``example`` (measured once per object, not cached on disk:

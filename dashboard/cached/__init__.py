@@ -40,7 +40,7 @@ from dashboard.cached.plans import (
     planned_model,
     scores,
 )
-from dashboard.cached.sweeps import allocation, needs_sweep, run_sweep, swept
+from dashboard.cached.sweeps import allocation, layer_times, needs_sweep, run_sweep, swept
 
 __all__ = [
     "FALLBACK_DATA",
@@ -61,6 +61,7 @@ __all__ = [
     "layer_latency",
     "layers",
     "model_and_cfg",
+    "layer_times",
     "needs_sweep",
     "plan_evaluator",
     "plan_totals",

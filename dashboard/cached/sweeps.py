@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.profile import Cancelled, example_input
 from core.profile.context import torch_threads
+from core.speed import LayerTimes
 from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, sweep
 from core.sweep.allocate import NEEDS_TABLE
 from dashboard.cached.models import data_name, eval_data, model_and_cfg
@@ -45,15 +46,26 @@ def _cached_sweep(c: Choice, g: Grid, latency: bool, folder: str) -> pd.DataFram
     return run_sweep(c, g, latency=latency, cancel=lambda: True)
 
 
-def needs_sweep(allocator: str, target: Target) -> bool:
-    """Whether :func:`allocation` runs the sweep first: allocators that read it, and every latency budget (timed points)."""
-    return allocator in NEEDS_TABLE or target.kind == "latency"
+def needs_sweep(allocator: str) -> bool:
+    """Whether :func:`allocation` runs the sweep first: the allocators that read it."""
+    return allocator in NEEDS_TABLE
+
+
+def layer_times(c: Choice) -> LayerTimes:
+    """Timings of the chosen model's layers at the chosen batch and threads (``core.speed.LayerTimes``, on the disk
+    cache ``rankscope allocate`` shares, beside the sweep cache)."""
+    model, cfg = model_and_cfg(*c.key)
+    folder = Path(st.session_state["sweep_folder"]).parent / "latency"
+    return LayerTimes(model, example_input(cfg, c.batch), threads=c.threads, folder=folder)
 
 
 def allocation(c: Choice, g: Grid, allocator: str, target: Target, *, progress=None) -> Allocation:
-    """``core.sweep.allocate`` of grid ``g``'s layers and methods to ``target``, on the sweep (:func:`run_sweep`,
-    timed for a latency budget) where :func:`needs_sweep`. Raises ``RankscopeError`` as the sweep and allocator do."""
+    """``core.sweep.allocate`` of grid ``g``'s layers and methods to ``target``, on the sweep (:func:`run_sweep`) where
+    :func:`needs_sweep`, the layers timed (:func:`layer_times`: a latency budget is priced by them, and every plan
+    reports its latency). Raises ``RankscopeError`` as the sweep and allocator do."""
     model, cfg = model_and_cfg(*c.key)
-    swept = run_sweep(c, g, latency=target.kind == "latency", progress=progress) if needs_sweep(allocator, target) else None
+    swept = run_sweep(c, g, progress=progress) if needs_sweep(allocator) else None
     layers = None if swept is not None else layer_methods(model, list(g.layers) or None, list(g.methods) or None)
-    return allocate(allocator, Problem(model, c.model, example_input(cfg, 1), target, swept, layers))
+    with torch_threads(c.threads):
+        return allocate(allocator, Problem(model, c.model, example_input(cfg, 1), target, swept, layers,
+                                           times=layer_times(c)))

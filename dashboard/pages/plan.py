@@ -18,7 +18,8 @@ DENSE = "—"  # the method column's value for a layer left as it is
 KINDS = {"flops": "FLOPs", "params": "parameters", "latency": "latency"}  # what an allocator's budget limits
 ALLOCATOR_HELP = ("rankscope: least summed loss increase on the sensitivity sweep (a knapsack); greedy: AIMET's "
                   "compression-ratio search on the sweep; uniform: one rank fraction for every layer; energy: one "
-                  "share of singular-value energy for every layer; vbmf: each layer's VBMF rank (ignores the budget)")
+                  "share of singular-value energy for every layer; vbmf: each layer's VBMF rank (ignores the budget); "
+                  "spectrum: least summed lost weight energy (a knapsack, no sweep)")
 c = state.choice()
 st.title("Plan")
 try:
@@ -71,14 +72,16 @@ with st.expander("Auto: fill the plan to a budget with an allocator", icon=":mat
     allocator = a3.selectbox("Allocator", list(ALLOCATORS), help=ALLOCATOR_HELP, **state.keep("auto_allocator", "rankscope"))
     target = Target(kind, budget / 100)
     st.caption(f"Layers and methods as chosen on the Sensitivity page: {grid.describe()}."
-               + (" This allocator needs the sensitivity sweep" + (" with every point timed" if kind == "latency" else "")
-                  + ": it runs now unless the sweep cache has it." if cached.needs_sweep(allocator, target) else ""))
+               + (" This allocator needs the sensitivity sweep: it runs now unless the sweep cache has it."
+                  if cached.needs_sweep(allocator) else "")
+               + f" The layers it picks are timed alone at batch {c.batch} on {c.threads} thread(s) (kept per machine);"
+               " under a latency budget a factorization timed no faster than its dense layer is never picked.")
     fill = st.button("Fill the plan", type="primary", icon=":material/auto_fix_high:")
     auto_note = st.empty()  # the allocator's summary, once the plan is known
 if fill:
     st.session_state["job"] = "Filling the plan"
     bar = st.progress(0.0, text="Sweeping… (any click cancels; finished rows stay in the sweep cache)") \
-        if cached.needs_sweep(allocator, target) else None
+        if cached.needs_sweep(allocator) else None
     try:
         result = cached.allocation(c, grid, allocator, target, progress=None if bar is None else (
             lambda done, total: bar.progress(done / total, text=f"sweep row {done} of {total}")))
@@ -234,6 +237,31 @@ ratios.append((headline.title, result[0].score / baseline[0].score if baseline[0
 left, right = st.columns(2)
 left.plotly_chart(plots.totals(pd.DataFrame(ratios, columns=["what", "ratio"])), width="stretch")
 right.plotly_chart(plots.layer_costs(totals.layers), width="stretch")
+
+st.subheader("FLOPs saved against time saved, per layer")
+planned = {name: (e.method, e.rank) for name, e in plan.layers.items() if name in set(totals.layers["name"])}
+if not planned:
+    st.info("No decomposed layer in the plan yet.")
+elif st.toggle(f"Time each planned layer alone, dense and as planned (batch {c.batch}, {c.threads} thread(s))",
+               key="plan_layer_speed"):
+    try:
+        timed = cached.layer_times(c).table(planned)
+    except RankscopeError as err:
+        st.error(str(err))
+    else:
+        speed = timed.merge(totals.layers[["name", "flops_before", "flops_after"]], on="name")
+        speed["saved_flops"] = 1 - speed["flops_after"] / speed["flops_before"]
+        slower = speed.loc[speed["saved"] <= 0, "name"].tolist()
+        if slower:
+            st.warning(f"Timed no faster than dense at this setting: {', '.join(slower)}. A latency budget would keep "
+                       "these layers dense.")
+        st.plotly_chart(plots.layer_speed(speed), width="stretch")
+        st.dataframe(speed[["name", "method", "rank", "saved_flops", "saved", "dense_ms", "planned_ms"]], hide_index=True,
+                     width="stretch", column_config={
+                         "saved_flops": st.column_config.NumberColumn("FLOPs saved", format="percent"),
+                         "saved": st.column_config.NumberColumn("time saved", format="percent"),
+                         "dense_ms": st.column_config.NumberColumn("dense ms", format="%.3f"),
+                         "planned_ms": st.column_config.NumberColumn("planned ms", format="%.3f")})
 
 st.subheader("Configurations evaluated in this session")
 if hist:

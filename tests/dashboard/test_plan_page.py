@@ -112,3 +112,14 @@ def test_auto_fill_puts_core_allocation_into_the_plan(page, resnet):
     assert float(deltas(at)["FLOPs / image"].split(" %")[0]) <= 50
     assert at.success[0].value.startswith("uniform, FLOPs ≤ 50 %: ") and "meets the target 0.5" in at.success[0].value
     assert at.session_state["history"][-1]["label"].endswith("(uniform, FLOPs ≤ 50 %)")
+
+
+def test_flops_saved_and_time_saved_per_layer_on_request(page):
+    at = page("pages/plan.py")
+    at.toggle(key="plan_layer_speed").set_value(True).run()
+    assert not at.exception, at.exception
+    speed = next(d.value for d in at.dataframe if "saved_flops" in d.value.columns)
+    planned = at.data_editor[0].value
+    assert sorted(speed["name"]) == sorted(planned.loc[planned["method"] != "—", "layer"])
+    assert ((speed["saved_flops"] > 0) & (speed["saved_flops"] < 1)).all() and (speed["dense_ms"] > 0).all()
+    assert (speed["saved"] == 1 - speed["planned_ms"] / speed["dense_ms"]).all()

@@ -23,11 +23,24 @@ def test_sweep_writes_the_table_and_allocate_a_plan(tmp_path, capsys):
     assert plan.model == "fmnist-resnet" and set(plan.layers) | set(plan.skipped) == {"fc", "layer3.0.downsample.0"}
 
 
-def test_allocate_without_a_sweep(tmp_path, capsys):
-    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--allocator", "energy",
-                 "--out", str(tmp_path / "p.json")]) == 0
-    assert "meets the target 0.5" in capsys.readouterr().out
+def test_allocate_without_a_sweep(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the layer timings' cache goes under the current folder
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--allocator", "energy", "--out", "p.json"]) == 0
+    out = capsys.readouterr().out
+    assert "meets the target 0.5" in out and "ms as the layers' timings sum" in out
     assert len(load_plan(tmp_path / "p.json").layers) == 10
+    assert len(list((tmp_path / ".rankscope-cache" / "latency").glob("*.json"))) == 1
+
+
+@pytest.mark.slow  # times every candidate layer for real
+def test_a_latency_target_out_of_reach_writes_the_closest_plan_and_says_so(tmp_path, capsys):
+    assert main(["allocate", "fmnist-resnet", "--target-latency", "0.01", "--allocator", "spectrum", "--threads", "1",
+                 "--no-cache", "--out", str(tmp_path / "p.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "MISSES the target 0.01" in captured.out
+    assert captured.err.strip().startswith("rankscope: the latency target 0.01 is out of reach for the spectrum allocator")
+    plan = load_plan(tmp_path / "p.yaml")
+    assert plan.layers and all(isinstance(e.rank, tuple) or e.rank % 8 == 0 or e.rank < 8 for e in plan.layers.values())
 
 
 @pytest.mark.parametrize(("args", "message"), [
