@@ -231,7 +231,35 @@ def run(models: tuple[str, ...] = MODELS, *, flops: float = 0.5, batch: int = 8,
     return value
 
 
+def rank_steps(name: str = "torchvision:resnet18", layer: str = "layer2.0.conv2", method: str = "tucker2",
+               ranks: range = range(40, 73), *, folder: Path | None = DEFAULT_FOLDER,
+               log: Callable[[str], None] = print) -> dict[str, dict[int, float]]:
+    """Which rank multiples the kernels like: ``layer`` built by ``method`` at each rank of ``ranks`` (both modes for
+    Tucker-2), timed at batch 1 on 1 thread on each runtime; per runtime the mean time of ranks that are multiples of
+    16, of 8 but not 16, and the rest, each over a straight-line fit of time against rank (1: on the line)."""
+    model, cfg = create_model(name)
+    model.eval()
+    out = {}
+    for runtime in RUNTIMES:
+        times = LayerTimes(model, example_input(cfg, 1), runtime=runtime, threads=1, folder=folder)
+        ms = {r: times.of(layer, method, (r, r) if method == "tucker2" else r) for r in ranks}
+        times.save()
+        fit = np.poly1d(np.polyfit(list(ms), list(ms.values()), 1))
+        over = {r: t / fit(r) for r, t in ms.items()}
+        groups = {"16": [r for r in ranks if r % 16 == 0], "8": [r for r in ranks if r % 8 == 0 and r % 16],
+                  "other": [r for r in ranks if r % 8]}
+        summary = ", ".join(f"multiples of {k}: {np.mean([over[r] for r in v]):.3f}" if k != "other" else
+                            f"others: {np.mean([over[r] for r in v]):.3f}" for k, v in groups.items())
+        log(f"rank steps, {name} {layer} {method}, {runtime}, batch 1, 1 thread: time / linear fit -- {summary}")
+        log("  " + " ".join(f"{r}:{t:.2f}" for r, t in ms.items()))
+        out[runtime] = ms
+    return out
+
+
 def cmd_speed(args: argparse.Namespace) -> None:
+    if args.rank_steps:
+        rank_steps(folder=Path(args.cache_dir))
+        return
     run(tuple(args.models), flops=args.flops, batch=args.batch, repeats=args.repeats, samples=args.samples,
         folder=Path(args.cache_dir), variants=tuple(args.variants))
 
@@ -246,6 +274,8 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=15, help="interleaved calls per model and setting")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=500, help="evaluation images per data set")
     p.add_argument("--cache-dir", default=str(DEFAULT_FOLDER), help="the per-machine layer timings (kept between runs)")
+    p.add_argument("--rank-steps", action="store_true",
+                   help="instead: time one ResNet-18 conv's Tucker-2 at ranks 40..72, to see which multiples the kernels like")
     p.add_argument("--variants", nargs="*", choices=VARIANTS, default=[],
                    help="also time the eager plans in these forms (batch 1, 1 thread): channels_last, compile")
     p.set_defaults(func=cmd_speed)
