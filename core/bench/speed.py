@@ -5,7 +5,7 @@ not change a dense kernel's speed --, the ImageNet ``imagenet-mobilenetv2`` and 
 
 1. **plan** (per runtime, at batch 1 and 1 thread, the setting phones run): every layer with a spectrum
    (Tucker-2, spatial SVD and SVD for 3x3 convs, SVD for the rest) timed dense and at ``spectrum``'s ranks
-   rounded to multiples of 8 (:class:`core.speed.LayerTimes`, cached per machine); the ``spectrum``
+   rounded to multiples of 16 (:class:`core.speed.LayerTimes`, cached per machine); the ``spectrum``
    allocator (a knapsack on lost weight energy, no data) under a *latency* target, the target bisected to
    the largest whose plan keeps at most ``--flops`` of the FLOPs. No layer timed slower than dense is ever
    chosen.
@@ -59,7 +59,7 @@ MODELS = ("torchvision:resnet18", "timm:resnet50", "imagenet-mobilenetv2", "fmni
 RANDOM_WEIGHTS = ("torchvision:resnet18", "timm:resnet50")  # architecture only: their accuracy means nothing
 RUNTIMES = ("torch", "onnxruntime")
 BISECTIONS = 10  # steps on the latency target: 2**-10 of its range
-MULTIPLE = 8
+MULTIPLE = 16  # `--rank-steps`: multiples of 16 time below the trend on this CPU, multiples of 8 (not 16) above
 VARIANTS = ("channels_last", "compile")  # eager forms --variants times beside plain eager
 SETTING_MS = 6000.0  # time the dense model for about this long per setting (a ResNet-50 at batch 8 takes ~1 s a call)
 FEWEST_REPEATS = 7

@@ -24,11 +24,11 @@ from torch import nn
 from core.decompose.rank import Rank, rank_text
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
+from core.export import export_onnx
 from core.io import atomic_write_text
 from core.profile.checks import check_runtime, resolve_threads
 from core.profile.context import prepared, torch_threads
 from core.profile.latency import capture_inputs, time_calls
-from core.export import export_onnx
 from core.profile.onnx_runtime import measure_ort_latency
 from core.speed.machine import cpu_name, fingerprint
 
