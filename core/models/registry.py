@@ -21,11 +21,28 @@ from core.models.capsnet import CapsNet
 from core.models.cfg import ModelCfg
 from core.models.checkpoint import load_weights, read_state_dict
 from core.models.fmnist_resnet import FmnistResNet
-from core.models.zoo import IMAGENET_NORM, MOBILENET_V2_SOURCE, mobilenet_v2_imagenet, read_card
+from core.models.zoo import (
+    IMAGENET_NORM,
+    MOBILENET_V2_SOURCE,
+    SRMD_FILES,
+    SRMD_PACKAGE,
+    WAIFU2X_PACKAGE,
+    WAIFU2X_PHOTO_X2,
+    mobilenet_v2_imagenet,
+    read_card,
+    source,
+    srmd_noise_free,
+    waifu2x_photo_x2,
+)
 from core.paths import ASSETS
 
 SHIPPED_DIR = ASSETS / "models"
 FMNIST_NORM = {"mean": (0.2860,), "std": (0.3530,)}  # Fashion-MNIST training-split pixel mean and std
+SR_INPUT = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # super-resolution nets take RGB in [0, 1] as it is
+SR_MEASURED_AT = (3, 64, 64)  # the low-resolution input FLOPs, latency and memory are measured at (any size runs)
+SR_DATASET = "set5-like"  # the five evaluation photos, scored by the super-resolution task of the model's scale
+SRMD_RECEPTIVE_FIELD = 25  # 12 3x3 convolutions
+WAIFU2X_RECEPTIVE_FIELD = 14  # 6 unpadded 3x3 convolutions, then a 4x4 stride-2 transposed convolution
 
 _BUILDERS: dict[str, Callable[[], nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}
@@ -76,6 +93,32 @@ def imagenet_mobilenetv2() -> nn.Module:
     The weights load on every build, ``pretrained=False`` included: there is no random-init variant to train.
     """
     return mobilenet_v2_imagenet()
+
+
+def _srmd_cfg(scale: int) -> ModelCfg:
+    name = f"srmd-x{scale}"
+    return ModelCfg(name, SR_MEASURED_AT, 0, dataset=SR_DATASET, weights=source(SRMD_PACKAGE, SRMD_FILES[scale][1]),
+                    card=read_card(name), scale=scale, receptive_field=SRMD_RECEPTIVE_FIELD, **SR_INPUT)
+
+
+@register_model(_srmd_cfg(2))
+def srmd_x2() -> nn.Module:
+    """SRMD's noise-free x2 model (``srmdnf_x2``), converted from ncnn (see core.models.zoo and its card)."""
+    return srmd_noise_free(2)
+
+
+@register_model(_srmd_cfg(4))
+def srmd_x4() -> nn.Module:
+    """SRMD's noise-free x4 model (``srmdnf_x4``), converted from ncnn."""
+    return srmd_noise_free(4)
+
+
+@register_model(ModelCfg("waifu2x-photo-x2", SR_MEASURED_AT, 0, dataset=SR_DATASET,
+                         weights=source(WAIFU2X_PACKAGE, WAIFU2X_PHOTO_X2[1]), card=read_card("waifu2x-photo-x2"),
+                         scale=2, receptive_field=WAIFU2X_RECEPTIVE_FIELD, **SR_INPUT))
+def waifu2x_photo() -> nn.Module:
+    """waifu2x's UpConv7 photo model, x2 without denoising, converted from ncnn."""
+    return waifu2x_photo_x2()
 
 
 def list_models() -> list[str]:

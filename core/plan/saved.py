@@ -63,7 +63,7 @@ def load_compressed(folder: Path, base: tuple[nn.Module, ModelCfg]) -> tuple[nn.
     plan_file = meta.get("plan")
     if plan_file:
         inputs = torch.randn(8, *cfg.input_size, generator=torch.Generator().manual_seed(0))
-        labels = torch.arange(8) % cfg.num_classes
+        labels = torch.arange(8) % max(cfg.num_classes, 1)  # super-resolution models have no classes
         model, _ = compress(model, cfg, load_plan(folder / plan_file), data=(inputs, labels), force=True)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
     return model.eval(), ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})

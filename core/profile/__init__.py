@@ -3,7 +3,7 @@ from core.profile.ab import ab_latency
 from core.profile.counts import FLOP_CONVENTION, FlopCount, count_flops, count_params, model_size_mb
 from core.profile.latency import LatencyResult, measure_latency, measure_layer_latency
 from core.profile.memory import MemoryResult, measure_memory
-from core.profile.quality import Cancelled, evaluate, evaluate_tasks, has_labels, task_for
+from core.profile.quality import Cancelled, batch_limit, evaluate, evaluate_tasks, has_labels, task_for
 from core.profile.onnx_runtime import (
     exported_onnx,
     measure_ort_latency,
@@ -11,7 +11,7 @@ from core.profile.onnx_runtime import (
     ort_run,
     ort_session,
 )
-from core.profile.report import ProfileResult, example_input, layer_table, profile_model
+from core.profile.report import ProfileResult, example_input, layer_table, profile_model, profile_tasks
 
 __all__ = [
     "FLOP_CONVENTION",
@@ -21,6 +21,7 @@ __all__ = [
     "MemoryResult",
     "ProfileResult",
     "ab_latency",
+    "batch_limit",
     "count_flops",
     "count_params",
     "evaluate",
@@ -38,5 +39,6 @@ __all__ = [
     "ort_run",
     "ort_session",
     "profile_model",
+    "profile_tasks",
     "task_for",
 ]

@@ -1,5 +1,5 @@
-"""A model's quality on a data set under a task (:mod:`core.task`): classification against labels, or fidelity to
-the uncompressed model's outputs on the same inputs."""
+"""A model's quality on a data set under a task (:mod:`core.task`): classification against labels, fidelity to
+the uncompressed model's outputs on the same inputs, or the data set's own task (super-resolution)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,20 +21,35 @@ class Cancelled(RankscopeError):
 
 
 def task_for(dataset: Any, task: str | Task | None = None) -> Task:
-    """``task`` (a name or a task), else classification for labelled data and fidelity for unlabelled data.
+    """``task`` (a name or a task), else the data set's own task, else classification for labelled data and fidelity
+    for unlabelled data.
 
-    A data set says it has no labels with ``has_labels = False`` (through a ``Subset`` too).
+    A data set names its task with ``task = "super-resolution-x2"`` and says it has no labels with
+    ``has_labels = False`` (through a ``Subset`` too).
     """
     if task is not None:
         return get_task(task) if isinstance(task, str) else task
+    own = dataset_attribute(dataset, "task", None)
+    if own:
+        return get_task(own)
     return get_task("classification" if has_labels(dataset) else "fidelity")
+
+
+def dataset_attribute(dataset: Any, name: str, default: Any) -> Any:
+    """The attribute ``name`` of ``dataset``, or of the data set under its ``Subset`` wrappers, else ``default``."""
+    while not hasattr(dataset, name) and hasattr(dataset, "dataset"):  # a Subset of a Subset of ...
+        dataset = dataset.dataset
+    return getattr(dataset, name, default)
 
 
 def has_labels(dataset: Any) -> bool:
     """Whether the items of ``dataset`` carry labels (``False`` for data sets that say ``has_labels = False``)."""
-    while not hasattr(dataset, "has_labels") and hasattr(dataset, "dataset"):  # a Subset of a Subset of ...
-        dataset = dataset.dataset
-    return bool(getattr(dataset, "has_labels", True))
+    return bool(dataset_attribute(dataset, "has_labels", True))
+
+
+def batch_limit(dataset: Any, batch_size: int) -> int:
+    """``batch_size``, or less for a data set that says ``max_batch`` (images of different sizes: 1)."""
+    return min(check_batch(batch_size), dataset_attribute(dataset, "max_batch", batch_size))
 
 
 def evaluate(
@@ -55,11 +70,13 @@ def evaluate(
     model : a classifier returning one score per class, shape ``(B, num_classes)``. The scores are taken
         as logits as given: for a model whose scores are not logits (e.g. a capsule network's capsule
         lengths) ``loss`` is the cross-entropy of those scores, comparable between versions of that
-        model but not with other models; ``top1``/``top5`` only need the ranking and are unaffected.
-    dataset : items ``(input, label)`` (the label ``-1`` where the data set has none).
+        model but not with other models; ``top1``/``top5`` only need the ranking and are unaffected. A
+        super-resolution model returns images ``(B, 3, sH, sW)`` for its task.
+    dataset : items ``(input, target)``: a label (``-1`` where the data set has none), or what the task scores
+        against (the HR image of super-resolution); a data set of images of different sizes says ``max_batch = 1``.
     task : the task (default :func:`task_for` the data set).
     reference : the uncompressed model, for tasks that compare with it (fidelity).
-    batch_size : examples per forward pass (a ``DataLoader`` with ``num_workers=0``).
+    batch_size : examples per forward pass (a ``DataLoader`` with ``num_workers=0``; at most the data set's ``max_batch``).
     device : ``"cpu"`` or ``"cuda[:N]"``; the models are moved there for the evaluation, then back.
     progress : show a ``tqdm`` progress bar.
     cancel : called before each batch; when it returns ``True`` the evaluation stops.
@@ -94,20 +111,20 @@ def evaluate_tasks(
         name = next(t.name for t in tasks if t.needs_reference)
         raise RankscopeError(f"the {name} task compares with the original model: pass reference=")
     dev = check_device(device)
-    loader = DataLoader(dataset, batch_size=check_batch(batch_size), shuffle=False, num_workers=0)
+    loader = DataLoader(dataset, batch_size=batch_limit(dataset, batch_size), shuffle=False, num_workers=0)
     total = len(dataset)
     if total == 0:
         raise RankscopeError("the evaluation dataset is empty")
     tallies = [t.tally() for t in tasks]
     compare = any(t.needs_reference for t in tasks) and reference is not model
     with prepared(model, dev), prepared(reference or model, dev), torch.inference_mode():
-        for inputs, labels in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
+        for inputs, targets in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
             if cancel is not None and cancel():
                 raise Cancelled(f"evaluation cancelled after {tallies[0].seen} of {total} samples")
             inputs = inputs.to(dev)
             outputs = model(inputs)
             wanted = reference(inputs) if compare else outputs
-            labels = torch.as_tensor(labels, device=dev).long()
+            targets = torch.as_tensor(targets, device=dev)  # labels or HR images: each task reads its own
             for task, tally in zip(tasks, tallies):
-                tally.add(outputs, labels, wanted if task.needs_reference else None)
+                tally.add(outputs, targets, wanted if task.needs_reference else None)
     return [scores_of(task, tally) for task, tally in zip(tasks, tallies)]

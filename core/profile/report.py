@@ -15,8 +15,8 @@ from core.profile.counts import FLOP_CONVENTION, count_flops, count_params, mode
 from core.profile.latency import LatencyResult, measure_latency
 from core.profile.memory import MemoryResult, measure_memory
 from core.profile.onnx_runtime import exported_onnx, measure_ort_latency, measure_ort_memory
-from core.profile.quality import evaluate_tasks, has_labels
-from core.task import Scores
+from core.profile.quality import evaluate, evaluate_tasks, has_labels, task_for
+from core.task import Scores, SuperResolutionTask, Task, get_task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,15 @@ class ProfileResult:
         ``samples`` examples; ``None`` without a labelled dataset (``top5`` also with 5 classes or fewer).
     agreement, top5_overlap, kl, relative_error : the fidelity task (:mod:`core.task.fidelity`) against the
         reference model (the uncompressed one; the model itself when none is given) on the same examples, labels
-        or not; ``None`` without a dataset.
+        or not; ``None`` without a dataset, and for a super-resolution model.
+    psnr, ssim, l1 : a super-resolution model on its data set (:mod:`core.task.super_resolution`): Y-channel PSNR
+        (dB) and SSIM against the high-resolution images, ``scale`` border pixels shaved, the output rounded to 8
+        bits, and the mean |output − HR| of the raw RGB values in [0, 1]; each the mean over the images. ``None``
+        for other models.
+    bicubic_psnr, bicubic_ssim : the same PSNR and SSIM of PIL's bicubic upscale of the same inputs, the baseline.
+    psnr_to_original, colour_shift, brightness_shift : super-resolution fidelity to the reference model on the same
+        images: Y-PSNR against its images (dB; 100 where identical), the length of the mean (Cb, Cr) difference
+        and the |mean Y difference| (8-bit BT.601 levels), each the mean over the images.
     samples : examples evaluated (``0`` without a dataset). Quality is always computed with the torch model.
     batch, threads, device, runtime : the settings the costs were measured under.
     """
@@ -62,6 +70,14 @@ class ProfileResult:
     top5_overlap: float | None
     kl: float | None
     relative_error: float | None
+    psnr: float | None
+    ssim: float | None
+    l1: float | None
+    bicubic_psnr: float | None
+    bicubic_ssim: float | None
+    psnr_to_original: float | None
+    colour_shift: float | None
+    brightness_shift: float | None
     samples: int
     batch: int
     threads: int
@@ -98,8 +114,9 @@ def profile_model(
     ----------
     model : the module; it is put in eval mode on ``device`` while measured, then restored.
     cfg : its :class:`~core.models.ModelCfg` (input size and name).
-    dataset : optional data set for :func:`~core.profile.quality.evaluate`: classification where it has labels,
-        fidelity to ``reference`` always.
+    dataset : optional data set for :func:`~core.profile.quality.evaluate` under :func:`profile_tasks`: classification
+        where it has labels and fidelity to ``reference`` always, or a super-resolution data set's task, its fidelity
+        counterpart and the bicubic baseline.
     reference : the uncompressed model the fidelity metrics compare with (default: ``model`` itself).
     samples : evaluate only the first ``samples`` examples of ``dataset`` (``None``: all).
     batch : batch size for latency and memory (FLOPs are always per sample at batch 1).
@@ -123,13 +140,14 @@ def profile_model(
             flops = count_flops(model, example_input(cfg, 1).to(dev))
         x = example_input(cfg, batch)
         latency, memory = _costs(model, x, used, dev, runtime, repeats)
-        labelled = fidelity = None
+        quality: dict[str, Scores] = {}
         if dataset is not None:
             data = dataset if samples is None else Subset(dataset, range(min(samples, len(dataset))))
-            tasks = ["classification", "fidelity"] if has_labels(data) else ["fidelity"]
-            scores = dict(zip(tasks, evaluate_tasks(model, data, tasks, reference=reference or model, device=dev,
-                                                    progress=progress)))
-            labelled, fidelity = scores.get("classification"), scores["fidelity"]
+            tasks = profile_tasks(data)
+            quality = dict(zip(tasks, evaluate_tasks(model, data, list(tasks.values()), reference=reference or model,
+                                                     device=dev, progress=progress)))
+            if "sr" in tasks:  # the bicubic row: the same task on the baseline's images
+                quality["bicubic"] = evaluate(tasks["sr"].baseline(), data, task=tasks["sr"], device=dev)
     return ProfileResult(
         model=cfg.name,
         params=count_params(model),
@@ -141,7 +159,7 @@ def profile_model(
         peak_activation_mb=memory.peak_activation_mb,
         memory_method=memory.method,
         model_size_mb=model_size_mb(model),
-        **_quality_fields(labelled, fidelity),
+        **_quality_fields(quality),
         batch=batch,
         threads=used,
         device=str(dev),
@@ -164,13 +182,34 @@ def _costs(
     )
 
 
-def _quality_fields(labelled: Scores | None, fidelity: Scores | None) -> dict[str, Any]:
-    """The result's quality keys from the classification and fidelity scores (``None`` where not measured)."""
-    keys = {"accuracy": (labelled, "top1"), "top5": (labelled, "top5"), "loss": (labelled, "loss"),
-            "agreement": (fidelity, "agreement"), "top5_overlap": (fidelity, "top5_overlap"), "kl": (fidelity, "kl"),
-            "relative_error": (fidelity, "relative_error")}
-    out: dict[str, Any] = {key: None if scores is None else scores.get(name) for key, (scores, name) in keys.items()}
-    return out | {"samples": 0 if fidelity is None else fidelity.samples}
+def profile_tasks(dataset: Any) -> dict[str, Task]:
+    """What :func:`profile_model` scores on ``dataset``, by role: ``"sr"`` and ``"sr-fidelity"`` for a data set whose
+    own task is super-resolution, else ``"classification"`` and ``"fidelity"`` for labelled data, ``"fidelity"`` alone
+    for unlabelled data."""
+    own = task_for(dataset)
+    if isinstance(own, SuperResolutionTask):
+        return {"sr": own, "sr-fidelity": get_task(own.fidelity)}
+    roles = ("classification", "fidelity") if has_labels(dataset) else ("fidelity",)
+    return {role: get_task(role) for role in roles}
+
+
+# result key -> (the role of the scores it comes from, see profile_tasks; the metric's name in them)
+QUALITY_KEYS = {
+    "accuracy": ("classification", "top1"), "top5": ("classification", "top5"), "loss": ("classification", "loss"),
+    "agreement": ("fidelity", "agreement"), "top5_overlap": ("fidelity", "top5_overlap"), "kl": ("fidelity", "kl"),
+    "relative_error": ("fidelity", "relative_error"),
+    "psnr": ("sr", "psnr"), "ssim": ("sr", "ssim"), "l1": ("sr", "l1"),
+    "bicubic_psnr": ("bicubic", "psnr"), "bicubic_ssim": ("bicubic", "ssim"),
+    "psnr_to_original": ("sr-fidelity", "psnr_to_original"), "colour_shift": ("sr-fidelity", "colour_shift"),
+    "brightness_shift": ("sr-fidelity", "brightness_shift"),
+}
+
+
+def _quality_fields(quality: dict[str, Scores]) -> dict[str, Any]:
+    """The result's quality keys from the scores by role (``None`` where not measured), and ``samples``."""
+    out: dict[str, Any] = {key: quality[role].get(name) if role in quality else None
+                           for key, (role, name) in QUALITY_KEYS.items()}
+    return out | {"samples": next(iter(quality.values())).samples if quality else 0}
 
 
 def layer_table(model: nn.Module, cfg: ModelCfg) -> pd.DataFrame:

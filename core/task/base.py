@@ -2,7 +2,8 @@
 
 A task is a plain object that satisfies :class:`Task`; callers (evaluation, sensitivity sweeps, allocators,
 recovery fine-tuning) use only these members, so a new task (super-resolution PSNR/SSIM, language-model
-perplexity) is one new module registered in :mod:`core.task.registry`.
+perplexity) is one new module registered in :mod:`core.task.registry`. Each task reads its targets as the data
+set gives them (class indices, HR images); the evaluation loops only move them to the device.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class Tally(Protocol):
         Parameters
         ----------
         outputs : the evaluated model's outputs for the batch.
-        targets : the batch's labels (``-1`` where a data set has none, :data:`core.task.labels.NO_LABEL`).
+        targets : the batch's targets as the data set gives them, collated: labels (``-1`` where a data set has
+            none, :data:`core.task.labels.NO_LABEL`), or the high-resolution images of super-resolution.
         reference_outputs : the uncompressed model's outputs for the same inputs (tasks with
             ``needs_reference``).
         """

@@ -1,10 +1,15 @@
-"""Tasks by name: ``get_task("classification")``, ``list_tasks()``, and :func:`register_task` for new ones."""
+"""Tasks by name: ``get_task("classification")``, ``list_tasks()``, and :func:`register_task` for new ones.
+
+Registered: ``classification``, ``fidelity``, and for each scale of :data:`core.task.super_resolution.SCALES`
+``super-resolution-x<scale>`` and ``super-resolution-fidelity-x<scale>``.
+"""
 from __future__ import annotations
 
 from core.errors import RankscopeError, close_matches_hint
 from core.task.base import Task
 from core.task.classification import ClassificationTask
 from core.task.fidelity import FidelityTask
+from core.task.super_resolution import SCALES, SuperResolutionFidelityTask, SuperResolutionTask
 
 _TASKS: dict[str, Task] = {}
 
@@ -46,3 +51,6 @@ def list_tasks() -> list[str]:
 
 register_task(ClassificationTask())
 register_task(FidelityTask())
+for _scale in SCALES:
+    register_task(SuperResolutionTask(_scale))
+    register_task(SuperResolutionFidelityTask(_scale))

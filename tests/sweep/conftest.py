@@ -32,5 +32,5 @@ def example(resnet) -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def table(resnet, subset) -> pd.DataFrame:
-    """Every compressible layer at 5 ranks, latency measured (no disk cache)."""
-    return sweep(resnet[0], subset, points=5, batch_size=32, latency=True, latency_repeats=5)
+    """Every compressible layer at 5 ranks (no disk cache)."""
+    return sweep(resnet[0], subset, points=5, batch_size=32)

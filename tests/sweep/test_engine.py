@@ -33,8 +33,12 @@ def test_rows_hold_exact_costs_and_the_baseline(table):
         64 * 32 + 32 * 32 * 9 + 32 * 64, 2 * 49 * (64 * 32 + 32 * 32 * 9 + 32 * 64)]
     dense = table[table["method"] == DENSE]
     assert (dense["top1"] == dense["top1"].iloc[0]).all() and (dense["loss"] == dense["loss"].iloc[0]).all()
-    assert (table["latency_ms"] > 0).all() and (table["latency_batch"] == 1).all()
-    assert table["layer"].nunique() == 11  # the model row and the 10 compressible layers
+    assert table["latency_ms"].isna().all() and table["layer"].nunique() == 11  # the model row and the 10 layers
+
+
+def test_latency_is_timed_when_asked(resnet, subset):
+    timed = sweep(resnet[0], subset, layers=["fc"], points=2, batch_size=32, latency=True, latency_repeats=3)
+    assert (timed["latency_ms"] > 0).all() and (timed["latency_batch"] == 1).all() and len(timed) == 4
 
 
 def test_cache_hit_is_a_read_and_a_new_layer_computes_only_its_rows(resnet, subset, tmp_path):
