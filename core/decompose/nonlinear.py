@@ -63,6 +63,7 @@ def fit_outputs(replacement: nn.Module, original: nn.Module, calibration: torch.
 class NonlinearTucker2(Tucker2):
     name = "tucker2_nl"
     needs_calibration = True
+    layer_types = (nn.Conv2d,)
     options = keyword_defaults(fit_outputs)
 
     def plan(self, module: nn.Conv2d, rank: tuple[int, int]) -> list[LayerSpec]:

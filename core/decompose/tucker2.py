@@ -5,6 +5,12 @@ The kernel ``W (O, C, kh, kw)`` is approximated by HOSVD on its two channel mode
 mode-0 and mode-1 unfoldings and ``G = W x_0 U_out^T x_1 U_in^T``. The core conv carries stride,
 padding (and its mode) and dilation; the last 1x1 carries the bias. Ranks are ``(r_in, r_out)``.
 
+A ``ConvTranspose2d`` (ungrouped) factors the same way: it is linear in its input channels at every
+position, so with its kernel ``W (C, O, kh, kw)`` ~ ``G x_0 U_in x_1 U_out`` it is a 1x1 conv to ``r_in``
+channels at the input's resolution, a transposed core conv ``G (r_in, r_out, kh, kw)`` with all the
+original geometry (stride, padding, output padding, dilation), and a 1x1 conv out at the output's
+resolution: exact at full rank, as for a conv.
+
 HOSVD truncations are nested: the singular vectors are computed once, a rank pair slices them and
 projects ``W`` onto them (a cheap contraction, not a new decomposition). Because the projections are
 nested, the kernel's error ``||W - W'||`` never grows with either rank, nor does the output error on
@@ -68,7 +74,12 @@ def hosvd(tensor: torch.Tensor, modes: tuple[int, ...]) -> HOSVD:
     return HOSVD(tensor, tuple(modes), tuple(truncated_svd(unfold(tensor, m)) for m in modes))
 
 
-def tucker2_plan(module: nn.Conv2d, ranks: tuple[int, int]) -> list[LayerSpec]:
+def channel_modes(module: nn.Module) -> tuple[int, int]:
+    """The weight's (input channel, output channel) axes: ``(1, 0)`` for a conv, ``(0, 1)`` for a transposed conv."""
+    return (0, 1) if isinstance(module, nn.ConvTranspose2d) else (1, 0)
+
+
+def tucker2_plan(module: nn.Conv2d | nn.ConvTranspose2d, ranks: tuple[int, int]) -> list[LayerSpec]:
     dense = LayerSpec.of(module)
     r_in, r_out = ranks
     core = replace(dense, in_ch=r_in, out_ch=r_out, bias=False)
@@ -76,7 +87,7 @@ def tucker2_plan(module: nn.Conv2d, ranks: tuple[int, int]) -> list[LayerSpec]:
 
 
 def tucker2_weights(factors) -> list[torch.Tensor]:
-    core, (U_in, U_out) = factors  # core (r_out, r_in, kh, kw), U_in (C, r_in), U_out (O, r_out)
+    core, (U_in, U_out) = factors  # core (r_out, r_in, kh, kw), transposed conv (r_in, r_out, kh, kw); U_in (C, r_in), U_out (O, r_out)
     return [U_in.T, core, U_out]
 
 
@@ -84,16 +95,24 @@ def tucker2_weights(factors) -> list[torch.Tensor]:
 class Tucker2(BaseMethod):
     name = "tucker2"
     rank_arity = 2
+    layer_types = (nn.Conv2d, nn.ConvTranspose2d)
 
-    def max_rank(self, module: nn.Conv2d) -> tuple[int, int]:
-        O, C, kh, kw = module.weight.shape
-        return min(C, O * kh * kw), min(O, C * kh * kw)
+    def reason(self, module: nn.Module) -> str | None:
+        if isinstance(module, nn.ConvTranspose2d) and module.groups > 1:
+            return f"{self.name} needs an ungrouped transposed conv (groups={module.groups}); svd factors each group"
+        return super().reason(module)
+
+    def max_rank(self, module: nn.Conv2d | nn.ConvTranspose2d) -> tuple[int, int]:
+        into, out = channel_modes(module)
+        C, O = module.weight.shape[into], module.weight.shape[out]
+        taps = module.weight.shape[2] * module.weight.shape[3]
+        return min(C, O * taps), min(O, C * taps)
 
     def plan(self, module: nn.Conv2d, rank: tuple[int, int]) -> list[LayerSpec]:
         return tucker2_plan(module, rank)
 
     def factorize(self, module: nn.Conv2d, calibration=None) -> HOSVD:
-        return hosvd(module.weight, modes=(1, 0))  # (input channels, output channels), the rank order
+        return hosvd(module.weight, modes=channel_modes(module))  # (input channels, output channels), the rank order
 
     def layer_weights(self, module: nn.Conv2d, rank, factors) -> list[torch.Tensor]:
         return tucker2_weights(factors)

@@ -122,3 +122,18 @@ def test_cp_als_recovers_a_planted_low_rank_kernel():
         conv.weight.copy_(torch.einsum("or,cr,ar,br->ocab", *factors))
     x = torch.randn(4, 10, 8, 8)
     assert rel_error(get_method("cp").build(conv, 3)(x), conv(x)) < 1e-3
+
+
+def test_tucker2_of_a_transposed_conv_is_exact_at_full_rank_and_shrinks_below():
+    """waifu2x's upsampler: ConvTranspose2d(256, 3, 4, stride=2, padding=3); Tucker-2 keeps its geometry in the core."""
+    torch.manual_seed(0)
+    deconv, x = nn.ConvTranspose2d(32, 3, 4, stride=2, padding=3), torch.randn(2, 32, 9, 9)
+    method = get_method("tucker2")
+    assert method.max_rank(deconv) == (32, 3)
+    full = build("tucker2", deconv, (32, 3))
+    assert [type(m).__name__ for m in full] == ["Conv2d", "ConvTranspose2d", "Conv2d"]
+    assert rel_error(full(x), deconv(x)) < FULL_RANK_TOL
+    small = build("tucker2", deconv, (8, 3))
+    assert count_params(small) < count_params(deconv) and small(x).shape == deconv(x).shape
+    assert method.cost(deconv, (8, 3), (9, 9)).flops == count_flops(small, x[:1]).total
+    assert "ungrouped transposed conv" in method.check(nn.ConvTranspose2d(4, 6, 3, groups=2))
