@@ -1,6 +1,7 @@
 """Factorizations are computed once per layer; ranks of nested methods are slices; changed weights recompute."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -35,6 +36,7 @@ def test_data_free_methods_ignore_calibration_for_caching():
     assert misses_during(lambda: get_method("svd").build(conv, 3, calibration=torch.randn(2, 6, 7, 7))) == 0
 
 
+@pytest.mark.slow  # CP fits per rank: over half a second
 def test_cp_and_tt_cached_per_rank():
     conv = nn.Conv2d(4, 6, 3)
     for name in ("cp", "tt"):

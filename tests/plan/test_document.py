@@ -126,6 +126,7 @@ def test_plan_file_that_is_not_utf8_text_is_one_error(tmp_path):
         load_plan(path)
 
 
+@pytest.mark.slow  # about a second: 1,000 levels of nesting
 def test_deeply_nested_yaml_is_one_error():
     with pytest.raises(PlanError, match="nested too deeply"):
         loads_plan("model: m\nlayers: " + "[" * 1000 + "]" * 1000 + "\n")

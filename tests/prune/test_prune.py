@@ -49,6 +49,7 @@ def test_resnet_at_half_density_is_physically_smaller(resnet, calibration, score
     assert all(p.grad is None for p in list(pruned.parameters()) + list(model.parameters()))
 
 
+@pytest.mark.slow  # over half a second each on the 2-core machine
 @pytest.mark.parametrize("score", SCORES)
 def test_vit_at_half_density_drops_heads_and_mlp_units(vit, calibration, score):
     model, example = vit
