@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from torch import nn
 from core.errors import RankscopeError
 from core.export.fold import count_batchnorms, fold_model
 from core.export.formats import CPU, Format, check_format, first_line
+from core.hooks import first_calls
 from core.io import atomic_write_bytes, check_writable
 
 # Largest accepted max |artifact - PyTorch|, as a fraction of max(1, max |PyTorch output|).
@@ -227,17 +228,5 @@ def _first_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, tuple]:
 
     Modules called with keyword arguments or non-tensor inputs are left out: a module alone is exported on tensors.
     """
-    captured: dict[str, tuple] = {}
-
-    def hook(name: str) -> Callable[[nn.Module, tuple, dict], None]:
-        def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if name not in captured and not kwargs and args and all(isinstance(a, torch.Tensor) for a in args):
-                captured[name] = tuple(a.detach().clone() for a in args)
-        return record
-
-    with ExitStack() as hooks, torch.no_grad():
-        for name, module in model.named_modules():
-            if name:  # a removable handle is a context manager: every hook goes when the block ends
-                hooks.enter_context(module.register_forward_pre_hook(hook(name), with_kwargs=True))
-        model(example)
-    return captured
+    return {name: args for name, (args, kwargs) in first_calls(model, example).items()
+            if not kwargs and args and all(isinstance(a, torch.Tensor) for a in args)}

@@ -14,9 +14,9 @@ from functools import partial
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
 
 from core.errors import RankscopeError, close_matches_hint
+from core.hooks import first_calls
 from core.profile.checks import check_device, check_repeats
 from core.profile.context import prepared, torch_threads
 
@@ -111,10 +111,6 @@ def measure_latency(
     return LatencyResult.from_samples(samples, batch_size=int(example.shape[0]), threads=used, device=str(dev))
 
 
-def _detached_copy(value: object) -> object:
-    return value.detach().clone() if isinstance(value, torch.Tensor) else value
-
-
 def capture_inputs(model: nn.Module, example: torch.Tensor, module_names: Sequence[str]) -> dict[str, tuple]:
     """Run ``model(example)`` once and return ``{name: (args, kwargs)}`` each named module was first called with.
 
@@ -124,21 +120,7 @@ def capture_inputs(model: nn.Module, example: torch.Tensor, module_names: Sequen
     for name in module_names:
         if name not in modules:
             raise RankscopeError(f"no module named {name!r} in the model" + close_matches_hint(name, list(modules)))
-    captured: dict[str, tuple] = {}
-
-    def hook_for(name: str) -> Callable:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if name not in captured:
-                captured[name] = (tree_map(_detached_copy, args), tree_map(_detached_copy, kwargs))
-
-        return hook
-
-    handles = [modules[n].register_forward_pre_hook(hook_for(n), with_kwargs=True) for n in module_names]
-    try:
-        model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    captured = first_calls(model, example, module_names)
     missing = [n for n in module_names if n not in captured]
     if missing:
         raise RankscopeError(f"module(s) {', '.join(missing)} are not called in the forward pass, so cannot be timed")
