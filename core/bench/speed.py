@@ -108,12 +108,13 @@ def latency_plan(model: nn.Module, cfg: ModelCfg, name: str, runtime: str, flops
 
     Returns the plan at the smallest target tried when none reaches ``flops`` (its note says so).
     """
-    times = LayerTimes(model, example_input(cfg, 1), runtime=runtime, threads=threads, folder=folder)
-    layers = layer_methods(model, mix=True)
     one = example_input(cfg, 1)
+    times = LayerTimes(model, one, runtime=runtime, threads=threads, folder=folder)
+    problem = Problem(model, name, one, Target("latency", 1.0), layers=layer_methods(model, mix=True), times=times,
+                      multiple=MULTIPLE)
 
     def plan_at(target: float) -> tuple[Allocation, float]:
-        problem = Problem(model, name, one, Target("latency", target), layers=layers, times=times, multiple=MULTIPLE)
+        problem.target = Target("latency", target)  # the costs stay: the layers are placed and priced once
         result = allocate("spectrum", problem)
         costs = problem.costs
         kept = plan_cost(model, result.plan, costs.sites, costs.base_params, costs.base_flops).flops_ratio

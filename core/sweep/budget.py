@@ -123,8 +123,21 @@ class Costs:
             self.base = problem.times.model_ms()
         else:
             self.base = float(self.base_params if self.kind == "params" else self.base_flops)
-        self.budget = problem.target.fraction * self.base
         self._dense = {path: self.of(path, None) for path in problem.layers}
+
+    @property
+    def budget(self) -> float:
+        """The target's fraction of the dense total, read from the problem each time: a problem whose target is set to
+        another fraction of the same kind is re-priced without placing its layers again.
+
+        Raises
+        ------
+        RankscopeError
+            The problem's target was set to another kind than these costs are in.
+        """
+        if self.problem.target.kind != self.kind:
+            raise RankscopeError(f"these costs are in {self.kind}; a {self.problem.target.kind} target needs a new Problem")
+        return self.problem.target.fraction * self.base
 
     def of(self, layer: str, option: tuple[str, Rank] | None) -> float:
         """Cost of ``layer`` as ``option`` builds it (the dense layer for ``None``)."""

@@ -114,3 +114,16 @@ def test_lower_hull_keeps_the_falling_convex_part():
     points = [Option(None, 10, 0.0, 0), Option(("svd", 1), 1, 5.0, 0), Option(("svd", 2), 2, 2.0, 0),
               Option(("svd", 3), 3, 1.8, 0), Option(("svd", 4), 4, 0.5, 0), Option(("svd", 5), 12, 0.1, 0)]
     assert [o.cost for o in lower_hull(points)] == [1, 2, 4, 10]  # 3 lies above the 2-4 segment, 12 costs more than dense
+
+
+def test_a_new_fraction_of_the_same_kind_reprices_the_problem_and_another_kind_is_refused(resnet, example, table):
+    from core.errors import RankscopeError
+
+    problem = _problem(resnet, example, table, "flops", 0.5)
+    first = allocate("uniform", problem)
+    problem.target = Target("flops", 0.25)
+    second = allocate("uniform", problem)
+    assert first.ratio <= 0.5 and second.ratio <= 0.25 < first.ratio and second.target.fraction == 0.25
+    problem.target = Target("params", 0.5)
+    with pytest.raises(RankscopeError, match="these costs are in flops"):
+        allocate("uniform", problem)
