@@ -66,8 +66,8 @@ def rank_multiple(args: argparse.Namespace) -> int:
 
 def cmd_allocate(args: argparse.Namespace) -> None:
     kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
+    check_writable(args.out)  # before loading the model and sweeping, not after
     model, cfg = load_model(args)
-    check_writable(args.out)
     table, layers, data = None, None, None
     if args.allocator in NEEDS_TABLE:
         # chosen on training images, so that the test split stays for reporting the plan's accuracy

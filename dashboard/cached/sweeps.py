@@ -53,10 +53,15 @@ def needs_sweep(allocator: str) -> bool:
 
 def layer_times(c: Choice) -> LayerTimes:
     """Timings of the chosen model's layers at the chosen batch and threads (``core.speed.LayerTimes``, on the disk
-    cache ``rankscope allocate`` shares, beside the sweep cache)."""
-    model, cfg = model_and_cfg(*c.key)
-    folder = Path(st.session_state["sweep_folder"]).parent / "latency"
-    return LayerTimes(model, example_input(cfg, c.batch), threads=c.threads, folder=folder)
+    cache ``rankscope allocate`` shares, beside the sweep cache); one object per setting, so reruns reuse its
+    captured layer inputs and the timings it has read."""
+    return _layer_times(c.model, c.arch, c.batch, c.threads, str(Path(st.session_state["sweep_folder"]).parent / "latency"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _layer_times(name: str, arch: str, batch: int, threads: int, folder: str) -> LayerTimes:
+    model, cfg = model_and_cfg(name, arch)
+    return LayerTimes(model, example_input(cfg, batch), threads=threads, folder=folder)
 
 
 def allocation(c: Choice, g: Grid, allocator: str, target: Target, *, progress=None) -> Allocation:
