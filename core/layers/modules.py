@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from core.errors import RankscopeError
+from core.hooks import first_calls
 
 
 def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -28,17 +29,9 @@ def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def layer_inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The input tensor each named module receives when ``model`` runs on ``example`` (one no-grad pass)."""
-    modules = dict(model.named_modules())
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[n].register_forward_pre_hook(lambda _m, a, n=n: seen.setdefault(n, a[0].detach())) for n in names]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
+    """The input tensor each named module receives when ``model`` runs on ``example`` (one no-grad pass,
+    :func:`core.hooks.first_calls`)."""
+    return {name: args[0] for name, (args, _) in first_calls(model, example, names).items()}
 
 
 def layer_input(model: nn.Module, path: str, images: torch.Tensor) -> torch.Tensor:
