@@ -4,7 +4,10 @@ A compressed model's BatchNorm layers still hold the running statistics of the d
 activations; :func:`recalibrate_batchnorm` re-estimates them on training data (forward passes
 only). :func:`distill` then fine-tunes the compressed model (the student) to reproduce the original
 (the teacher) on augmented training images: knowledge distillation (Hinton et al., 2015) mixed with
-the label loss. :func:`recover` runs both and scores the model before, between and after.
+the label loss for classifiers; for other tasks (super-resolution) the training data's task says both
+terms, its fidelity task's loss to the teacher's outputs (L1 to the original's images) and its own loss to
+the targets (L1 to the HR patches) (:func:`recovery_loss`). :func:`recover` runs both steps and scores the
+model before, between and after.
 
 Every function returns a new model; the models passed in are never modified.
 
@@ -26,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from core.data.augment import augment_normalised
+from core.data.augment import augment_normalised, augment_pairs
 from core.errors import RankscopeError
 from core.models.capsnet import is_capsule_model, margin_loss
 from core.profile import Cancelled, evaluate, has_labels, task_for
-from core.task import Scores, Task
+from core.task import Scores, Task, get_task
 from core.profile.checks import check_device
 from core.profile.context import prepared
 
@@ -177,6 +180,32 @@ def distillation_loss(
     return alpha * soft + (1 - alpha) * hard
 
 
+def recovery_loss(
+    task: Task, student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, *, temperature: float, alpha: float,
+    capsule: bool = False,
+) -> torch.Tensor:
+    """The fine-tune loss of one batch: ``alpha`` x (match the teacher) + (1 - ``alpha``) x (the task's own loss).
+
+    Class scores ``(B, classes)`` (and capsule lengths) take :func:`distillation_loss`, with its temperature.
+    Any other output (images of super-resolution) takes the losses ``task`` names: its fidelity task's
+    :meth:`~core.task.Task.loss` against the teacher's outputs, and its own against ``targets``.
+
+    Parameters
+    ----------
+    task : the training data's task (:func:`core.profile.task_for`).
+    student, teacher : the two models' outputs for the batch (the teacher's without gradients).
+    targets : the batch's targets: labels, or what the task scores against (HR images).
+    temperature, alpha : as in :class:`RecoveryConfig`; ``alpha = 1`` never reads ``targets``.
+    capsule : the outputs are capsule lengths.
+    """
+    if capsule or student.ndim == 2:
+        return distillation_loss(student, teacher, targets.long(), temperature=temperature, alpha=alpha, capsule=capsule)
+    soft = get_task(task.fidelity).loss(student, targets, teacher)
+    if alpha == 1:
+        return soft
+    return alpha * soft + (1 - alpha) * task.loss(student, targets)
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -189,10 +218,11 @@ def distill(
 ) -> nn.Module:
     """A copy of ``student`` fine-tuned for ``config.steps`` steps to reproduce ``teacher`` (both left untouched).
 
-    Each step draws a shuffled batch of ``data`` (augmented with :func:`core.data.augment.augment_normalised` when
-    ``config.augment``), runs the teacher in eval mode without gradients and the student in training
-    mode, and takes an AdamW step on :func:`distillation_loss`; the learning rate follows a one-cycle
-    schedule (10 % warm-up to ``config.lr``, cosine decay to nearly zero).
+    Each step draws a shuffled batch of ``data`` (augmented when ``config.augment``: image pairs of
+    super-resolution with :func:`core.data.augment.augment_pairs`, classifier inputs with
+    :func:`core.data.augment.augment_normalised`), runs the teacher in eval mode without gradients and the
+    student in training mode, and takes an AdamW step on :func:`recovery_loss` under the data's task; the
+    learning rate follows a one-cycle schedule (10 % warm-up to ``config.lr``, cosine decay to nearly zero).
 
     Parameters
     ----------
@@ -217,6 +247,7 @@ def distill(
     if capsule != is_capsule_model(student):
         raise RankscopeError("distillation needs student and teacher with the same kind of output (logits or capsule lengths)")
     alpha = config.alpha if has_labels(data) else 1.0
+    task = task_for(data)
     new = copy.deepcopy(student).to(dev).train()
     if config.steps == 0:
         return new.eval().to(_home(student))
@@ -227,12 +258,16 @@ def distill(
         for step, (images, labels) in enumerate(islice(training_batches(data, config.batch_size, config.seed), config.steps)):
             if cancel is not None and cancel():
                 raise Cancelled(f"fine-tune cancelled after {step} of {config.steps} steps")
-            if config.augment:
+            labels = torch.as_tensor(labels)  # (B,) labels, or (B, 3, sh, sw) HR images
+            if config.augment and labels.ndim == images.ndim:
+                images, labels = augment_pairs(images, labels, gen)
+            elif config.augment:
                 images = augment_normalised(images, gen)
-            images, labels = images.to(dev), torch.as_tensor(labels).long().to(dev)
+            images, labels = images.to(dev), labels.to(dev)
             with torch.no_grad():
-                target = teacher(images)  # (B, classes)
-            loss = distillation_loss(new(images), target, labels, temperature=config.temperature, alpha=alpha, capsule=capsule)
+                target = teacher(images)  # (B, classes), or the original's images
+            loss = recovery_loss(task, new(images), target, labels, temperature=config.temperature, alpha=alpha,
+                                 capsule=capsule)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import hex_to_rgb, sequential
 from plotly.subplots import make_subplots
 
+from core.evaluate.comparison import PANELS, ImageComparison
 from core.sweep import DENSE, MODEL
 from core.sweep.table import headline_score, table_task
 from core.task import Metric
@@ -298,6 +300,47 @@ def method_comparison(table: pd.DataFrame, metric: Metric) -> go.Figure:
     fig.update_layout(title="Same densities, no fine-tune: resampling (orange) against each pruning score",
                       yaxis_title=metric.title + _axis_unit(metric), height=340, margin=MARGIN,
                       yaxis_range=[0, 105] if metric.fraction else None)
+    return fig
+
+
+# Inferno (dark = no difference) in rgb() form: Streamlit's theme swaps the colours #000001-#000040 of a chart for its
+# own (placeholders of its template), and Inferno's hex form starts at #000004, which it would turn pink.
+ERROR_SCALE = [[i / (len(sequential.Inferno) - 1), "rgb({}, {}, {})".format(*hex_to_rgb(c))]
+               for i, c in enumerate(sequential.Inferno)]
+PANEL_TITLES = {"hr": "HR photo", "bicubic": "Bicubic x{scale}", "dense": "Dense model", "compressed": "Compressed (plan)"}
+
+
+def image_panels(comparison: ImageComparison, scale: int) -> go.Figure:
+    """The crop of the HR photo, its bicubic upscale, the dense and the compressed model's images side by side
+    (``core.evaluate.comparison.ImageComparison``: one ``go.Image`` each, in :data:`~core.evaluate.comparison.PANELS`
+    order), placed at the photo's pixel coordinates; zooming or panning one moves all four. Each upscale's title gives
+    the crop's Y-PSNR against the HR photo."""
+    box = comparison.crop
+    titles = [PANEL_TITLES[name].format(scale=scale) + ("" if name == "hr" else f" · {comparison.psnr[name]:.2f} dB")
+              for name in PANELS]
+    fig = make_subplots(rows=1, cols=len(PANELS), subplot_titles=titles, horizontal_spacing=0.01)
+    for col, name in enumerate(PANELS, start=1):
+        fig.add_trace(go.Image(z=comparison.panel(name), x0=box.left, y0=box.top, name=titles[col - 1],
+                               hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra>%{fullData.name}</extra>"), row=1, col=col)
+    fig.update_xaxes(matches="x", showticklabels=False)
+    fig.update_yaxes(matches="y", showticklabels=False)
+    fig.update_layout(title=f"{box.height}x{box.width} HR pixels from ({box.top}, {box.left}), upscaled x{scale} four "
+                            "ways; Y-PSNR of the crop against the HR photo (zoom one, all follow)",
+                      height=420, margin=dict(l=10, r=10, t=80, b=10))
+    return fig
+
+
+def error_map(comparison: ImageComparison) -> go.Figure:
+    """Per pixel of the crop, how far the compressed model's image is from the dense one's: ``comparison.error``, the
+    mean |Δ| over R, G and B in 8-bit levels, at the photo's pixel coordinates (0 where the images agree)."""
+    box, error = comparison.crop, comparison.error
+    fig = go.Figure(go.Heatmap(z=error, x0=box.left, y0=box.top, colorscale=ERROR_SCALE, zmin=0,
+                               zmax=max(float(error.max()), 1.0), colorbar=dict(title="levels"),
+                               hovertemplate="x %{x}, y %{y}<br>mean |Δ| %{z:.2f} levels<extra></extra>"))
+    fig.update_xaxes(constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(title=f"Compressed against dense, per pixel: mean |Δ| over R, G, B in 8-bit levels "
+                            f"(mean {error.mean():.2f}, max {error.max():.0f})", height=420, margin=MARGIN)
     return fig
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.bench import allocate, attention, dashboard, resample, speed, sweep
+from core.bench import allocate, attention, dashboard, resample, speed, super_resolution, sweep
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,4 +19,5 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     dashboard.add_parser(kinds)
     resample.add_parser(kinds)
     speed.add_parser(kinds)
+    super_resolution.add_parser(kinds)
     sweep.add_parser(kinds)

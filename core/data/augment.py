@@ -1,4 +1,5 @@
-"""Training-time augmentation of image batches: random shifts by a few pixels and horizontal flips."""
+"""Training-time augmentation of image batches: random shifts by a few pixels and horizontal flips for classifiers,
+the eight flips and quarter turns of the square for super-resolution pairs."""
 from __future__ import annotations
 
 import torch
@@ -52,3 +53,35 @@ def augment_normalised(images: torch.Tensor, gen: torch.Generator) -> torch.Tens
     """
     black = images.amin(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
     return augment_batch(images - black, gen) + black
+
+
+def augment_pairs(inputs: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random symmetry of the square (flips and transpose, one of eight) applied to each input and its target.
+
+    Super-resolution pairs cannot be shifted by a few input pixels without shifting the target by ``scale`` times as
+    many, but every symmetry of the square maps an LR/HR pair to an LR/HR pair (the bicubic downscale commutes with
+    it), the augmentation of EDSR and its successors.
+
+    Parameters
+    ----------
+    inputs : images ``(B, C, h, w)``, the low-resolution patches; square when ``targets`` are.
+    targets : images ``(B, C', sh, sw)``, the high-resolution patches.
+    gen : the generator every random draw takes from.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The two augmented batches, contiguous.
+    """
+    flips = torch.rand(len(inputs), 3, generator=gen) < 0.5  # (B, 3): horizontal, vertical, transpose
+    square = inputs.shape[-1] == inputs.shape[-2] and targets.shape[-1] == targets.shape[-2]
+
+    def move(batch: torch.Tensor) -> torch.Tensor:
+        out = batch.clone()
+        out[flips[:, 0]] = out[flips[:, 0]].flip(-1)
+        out[flips[:, 1]] = out[flips[:, 1]].flip(-2)
+        if square:
+            out[flips[:, 2]] = out[flips[:, 2]].transpose(-1, -2)
+        return out.contiguous()
+
+    return move(inputs), move(targets)

@@ -7,7 +7,9 @@ a person, a vehicle, a micrograph, a landscape, flowers; 500-741 px a side, as S
 is ``(LR, HR)``: the HR photo cropped at the right and bottom to a multiple of the model's scale, and its PIL
 bicubic downscale by the scale (:func:`core.task.images.downscale`, the degradation with which the converted
 models reproduce their published PSNRs), both float (3, H, W) RGB in [0, 1], not normalised. The photos differ
-in size, so they are evaluated one at a time (``max_batch = 1``), which also bounds memory by the largest photo.
+in size, so they are evaluated one at a time (``max_batch = 1``); one with a low-resolution side over :data:`TILE`
+pixels is run on tiles of that side overlapping by the model's receptive field (``tiling``), which bounds memory and
+leaves the output as it is (:func:`core.profile.tiles.tiled_forward`).
 
 Calibration and recovery never see them: ``sr-patches``' ``train`` split cuts its pairs from
 :data:`SR_CALIBRATION` (the lossless photos of the ``photos`` calibration split). Patch ``i`` is an HR square
@@ -35,6 +37,7 @@ from core.task.super_resolution import task_name
 SET5_LIKE_NAME = "set5-like"
 PATCHES_NAME = "sr-patches"
 DEFAULT_PATCHES = 1024
+TILE = 512  # LR pixels a side above which a photo is evaluated on tiles (SRMD: 148 MB per activation at most)
 SET5_LIKE = tuple(p for p in EVALUATION_PHOTOS if p.name in ("astronaut", "motorcycle", "immunohistochemistry", "coast",
                                                              "tulips"))
 """The five evaluation photos: the lossless (PNG) members of the ``photos`` evaluation split."""
@@ -78,13 +81,15 @@ class SRImages(Dataset):
     names : the photos' names, in item order.
     task : the registry name of the task that scores them (``super-resolution-x<scale>``).
     max_batch : 1, the images differ in size.
+    tiling : ``(TILE, margin)``, how the evaluation cuts large photos (:func:`core.profile.tiles.tiled_forward`).
     """
 
     max_batch = 1
 
-    def __init__(self, images: list[tuple[str, Image.Image]], scale: int) -> None:
+    def __init__(self, images: list[tuple[str, Image.Image]], scale: int, margin: int) -> None:
         self.names = [name for name, _ in images]
         self.task = task_name(scale)
+        self.tiling = (TILE, margin)
         self.pairs = [(from_pil(downscale(hr, scale)), from_pil(hr)) for _, hr in images]
 
     def __len__(self) -> int:
@@ -134,7 +139,7 @@ def load_set5_like(cfg: ModelCfg, split: str = "test") -> SRImages:
         raise RankscopeError(f"{SET5_LIKE_NAME} is five evaluation photos and has no training split; calibrate on "
                              f"{PATCHES_NAME} instead")
     _check_model(SET5_LIKE_NAME, cfg)
-    return SRImages(_hr_images(SET5_LIKE, cfg, SET5_LIKE_NAME), cfg.scale)
+    return SRImages(_hr_images(SET5_LIKE, cfg, SET5_LIKE_NAME), cfg.scale, cfg.receptive_field)
 
 
 def patch_count(arg: str) -> int:

@@ -64,12 +64,15 @@ class LayerSpec:
         return LayerSpec(kind, in_ch, out_ch, groups=groups, bias=bias)
 
     def axis(self, axis: int, in_ch: int, out_ch: int, *, groups: int = 1, bias: bool = False) -> "LayerSpec":
-        """The ``kh x 1`` (axis 0) or ``1 x kw`` (axis 1) conv carrying this conv's geometry along one axis."""
+        """The ``kh x 1`` (axis 0) or ``1 x kw`` (axis 1) conv carrying this conv's geometry along one axis.
+
+        A transposed conv's spec gives a transposed conv (its output padding split by axis too).
+        """
         keep = lambda pair, other: tuple(v if i == axis else other for i, v in enumerate(pair))  # noqa: E731
         padding = self.padding if isinstance(self.padding, str) else keep(self.padding, 0)
         return replace(
             self,
-            kind="conv",
+            kind="conv_transpose" if self.kind == "conv_transpose" else "conv",
             in_ch=in_ch,
             out_ch=out_ch,
             kernel=keep(self.kernel, 1),
@@ -78,6 +81,7 @@ class LayerSpec:
             dilation=keep(self.dilation, 1),
             groups=groups,
             bias=bias,
+            output_padding=keep(self.output_padding, 0),
         )
 
     def params(self) -> int:

@@ -80,7 +80,7 @@ class SVD(BaseMethod):
     def reason(self, module: nn.Module) -> str | None:
         reason = super().reason(module)
         if reason is None and self.max_rank(module) == 1:
-            hint = "; spatial_svd can still split its kernel" if self.name == "svd" and isinstance(module, nn.Conv2d) else ""
+            hint = "; spatial_svd can still split its kernel" if self.name == "svd" and isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) else ""
             return f"its weight has rank at most 1 (per group), so there is nothing to truncate{hint}"
         return reason
 

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from core.errors import RankscopeError
 from core.profile.checks import check_batch, check_device
 from core.profile.context import prepared
+from core.profile.tiles import tiled_forward
 from core.task import Scores, Task, get_task, scores_of
 
 
@@ -73,7 +74,8 @@ def evaluate(
         model but not with other models; ``top1``/``top5`` only need the ranking and are unaffected. A
         super-resolution model returns images ``(B, 3, sH, sW)`` for its task.
     dataset : items ``(input, target)``: a label (``-1`` where the data set has none), or what the task scores
-        against (the HR image of super-resolution); a data set of images of different sizes says ``max_batch = 1``.
+        against (the HR image of super-resolution); a data set of images of different sizes says ``max_batch = 1``, and
+        one of images large enough to need it says ``tiling = (tile, margin)`` (:func:`core.profile.tiles.tiled_forward`).
     task : the task (default :func:`task_for` the data set).
     reference : the uncompressed model, for tasks that compare with it (fidelity).
     batch_size : examples per forward pass (a ``DataLoader`` with ``num_workers=0``; at most the data set's ``max_batch``).
@@ -117,13 +119,18 @@ def evaluate_tasks(
         raise RankscopeError("the evaluation dataset is empty")
     tallies = [t.tally() for t in tasks]
     compare = any(t.needs_reference for t in tasks) and reference is not model
+    tiling = dataset_attribute(dataset, "tiling", None)
+
+    def run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return tiled_forward(net, x, *tiling) if tiling else net(x)
+
     with prepared(model, dev), prepared(reference or model, dev), torch.inference_mode():
         for inputs, targets in tqdm(loader, total=len(loader), disable=not progress, unit="batch", desc="evaluate"):
             if cancel is not None and cancel():
                 raise Cancelled(f"evaluation cancelled after {tallies[0].seen} of {total} samples")
             inputs = inputs.to(dev)
-            outputs = model(inputs)
-            wanted = reference(inputs) if compare else outputs
+            outputs = run(model, inputs)
+            wanted = run(reference, inputs) if compare else outputs
             targets = torch.as_tensor(targets, device=dev)  # labels or HR images: each task reads its own
             for task, tally in zip(tasks, tallies):
                 tally.add(outputs, targets, wanted if task.needs_reference else None)

@@ -48,6 +48,8 @@ class Task(Protocol):
         allocators read as the loss).
     needs_labels : whether targets must be real labels (not ``-1``).
     needs_reference : whether the uncompressed model's outputs must be passed too.
+    fidelity : registry name of the task that scores against the uncompressed model's outputs on the same inputs
+        (itself for such a task): its :meth:`loss` is the distillation term of recovery fine-tuning.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Task(Protocol):
     loss_metric: str
     needs_labels: bool
     needs_reference: bool
+    fidelity: str
 
     def tally(self) -> Tally:
         """A fresh, empty accumulator of this task's metrics."""

@@ -81,6 +81,7 @@ class ClassificationTask:
     loss_metric = "loss"
     needs_labels = True
     needs_reference = False
+    fidelity = "fidelity"
 
     def tally(self) -> ClassificationTally:
         """An empty :class:`ClassificationTally`."""

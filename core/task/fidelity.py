@@ -113,6 +113,7 @@ class FidelityTask:
     loss_metric = "kl"
     needs_labels = False
     needs_reference = True
+    fidelity = "fidelity"
 
     def tally(self) -> FidelityTally:
         """An empty :class:`FidelityTally`."""

@@ -188,7 +188,7 @@ class SuperResolutionFidelityTask:
 
     def __init__(self, scale: int) -> None:
         self.scale = scale
-        self.name = fidelity_name(scale)
+        self.name = self.fidelity = fidelity_name(scale)
 
     def tally(self) -> SuperResolutionFidelityTally:
         """An empty :class:`SuperResolutionFidelityTally`."""

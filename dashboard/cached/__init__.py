@@ -5,12 +5,14 @@ so a page writes ``cached.scores(...)``.
 - :mod:`.plans`: a whole plan's scores, built model and costs, keyed by the :class:`core.plan.Plan` itself;
 - :mod:`.layer_study`: one layer rebuilt at a rank, its latency, spectra and output error;
 - :mod:`.sweeps`: sensitivity sweeps through the on-disk sweep cache, and allocators filling a plan from them;
-- :mod:`.channel_groups`: channel groups' capacity estimates and spectra.
+- :mod:`.channel_groups`: channel groups' capacity estimates and spectra;
+- :mod:`.images`: a super-resolution model's set5-like photos upscaled, dense and by a plan, and crops compared.
 
 Resources (``st.cache_resource``) are shared, not copied: models, datasets, evaluators, built layers. Data
 (``st.cache_data``) is cached by value: tables, profiles, scores, counts.
 """
 from dashboard.cached.channel_groups import capacities, group_spectrum
+from dashboard.cached.images import bicubic, comparison, sr_photos, uniform_plan, upscaled
 from dashboard.cached.layer_study import error_curve, layer_error, layer_latency, probe_inputs, replacement, spectra
 from dashboard.cached.models import (
     FALLBACK_DATA,
@@ -46,10 +48,12 @@ __all__ = [
     "FALLBACK_DATA",
     "allocation",
     "baseline_counts",
+    "bicubic",
     "calibration_data",
     "calibration_images",
     "calibration_labelled",
     "capacities",
+    "comparison",
     "compressible",
     "data_name",
     "error_curve",
@@ -77,7 +81,10 @@ __all__ = [
     "scores",
     "sites",
     "spectra",
+    "sr_photos",
     "swept",
     "test_set",
+    "uniform_plan",
+    "upscaled",
     "weights_digest",
 ]

@@ -17,17 +17,16 @@ from core.profile.context import torch_threads
 from core.task import Scores
 from dashboard.cached.models import baseline_counts, model_and_cfg, plan_evaluator, sites
 
-FIDELITY = "fidelity"  # the task that compares with the dense model, labels or not
-
-
 @st.cache_data(show_spinner="Scoring the model…", max_entries=64)
 def scores(name: str, arch: str, data: str, samples: int, device: str, threads: int, plan: Plan) -> tuple[Scores, ...]:
-    """``PlanEvaluator.evaluate(plan)`` under the evaluation data's task, then, where that task is not fidelity
-    already (labelled data), under fidelity to the dense model on the same images: what a user without labels
-    reads, shown next to the labelled scores."""
+    """``PlanEvaluator.evaluate(plan)`` under the evaluation data's task, then, where that task is not a fidelity
+    task already (labelled data, HR images), under its fidelity task (``Task.fidelity``: agreement with the dense
+    model's classes, PSNR to its images) on the same inputs: what a user without labels reads, shown next to the
+    labelled scores."""
     evaluators = [plan_evaluator(name, arch, data, samples, device)]
-    if evaluators[0].task.name != FIDELITY:
-        evaluators.append(plan_evaluator(name, arch, data, samples, device, FIDELITY))
+    fidelity = evaluators[0].task.fidelity
+    if evaluators[0].task.name != fidelity:
+        evaluators.append(plan_evaluator(name, arch, data, samples, device, fidelity))
     with torch_threads(threads):
         return tuple(ev.evaluate(plan) for ev in evaluators)
 

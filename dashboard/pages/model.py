@@ -12,7 +12,6 @@ from core.plan import Plan
 from core.task import get_task
 from core.uploads import MAX_UPLOAD_MB, WEIGHT_SUFFIXES, store_upload
 from dashboard import cached, panels, plots, state
-from dashboard.cached.plans import FIDELITY
 from dashboard.format import capital, human, percent
 
 state.init_state()
@@ -99,8 +98,9 @@ cols[0].metric("Parameters", human(result["params"]), help=f"{result['model_size
 cols[1].metric("FLOPs / image", human(result["flops"]), help=result["flop_convention"])
 cols[2].metric("Latency (median)", f"{result['latency_ms']:.2f} ms", help=f"p90 {result['latency_p90_ms']:.2f} ms, batch {c.batch}, {c.threads} thread(s), {c.device}")
 cols[3].metric("Peak memory", f"{result['peak_memory_mb']:.1f} MB", help=f"measured by {result['memory_method']}")
-fidelity = ", ".join(m.title for m in get_task(FIDELITY).metrics)
-if scored.task != FIDELITY:
+fidelity_task = get_task(get_task(scored.task).fidelity)
+fidelity = ", ".join(m.title for m in fidelity_task.metrics)
+if scored.task != fidelity_task.name:
     metrics = [m for m in get_task(scored.task).metrics if m.name in scored.values]
     for col, metric in zip(st.columns(max(4, len(metrics))), metrics):
         panels.score_metric(col, capital(metric.title), scored, name=metric.name)

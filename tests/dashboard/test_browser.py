@@ -6,9 +6,11 @@ compressed model opens and computes what the applied plan computes. Then run a s
 let an allocator fill the plan from it, and open the real pretrained imagenet-mobilenetv2. Every page is
 screenshotted into the test's folder and copied to /tmp/rankscope-shots/. The server runs in a fresh folder,
 so its sweep cache starts empty.
+Last, a super-resolution model's Images page: four image panels drawn, none of them blank.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -18,8 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from core.models import create_model
 from core.plan import apply_plan, load_plan
@@ -256,4 +260,31 @@ def test_a_real_pretrained_model_opens(server, browser, tmp_path):
     assert _metric(page, "Parameters") == "3.50 M"
     assert _metric(page, "Top-1").endswith(" %")  # its task's headline, on the labelled imagenet-samples
     _shot(page, tmp_path, "7-real-model")
+    page.close()
+
+
+def test_images_page_draws_four_panels_of_a_super_resolution_model(server, browser, tmp_path):
+    page = _open(browser, server)
+    _go(page, "Images")
+    page.get_by_text("The Images page needs a super-resolution model: fmnist-resnet").wait_for()
+    page.get_by_role("button", name="Use waifu2x-photo-x2").click()  # the fastest of the shipped SR nets
+    photo = page.locator('[data-testid="stSelectbox"]').filter(has_text="Photo of set5-like").locator("input")
+    photo.fill("coast")  # the smallest photo, 500 x 500; its centre (the default crop) holds the horizon
+    page.keyboard.press("Enter")
+    _idle(page)
+    page.get_by_text("waifu2x-photo-x2 x2 on coast: the plan has").wait_for()
+    images = page.locator(".js-plotly-plot .imagelayer image")
+    images.nth(3).wait_for()
+    assert images.count() == 4, "not four image panels"
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() == 1, "no error map drawn"
+    assert _metric(page, "Colour shift (crop)").endswith(" levels") and _metric(page, "Dense PSNR").endswith(" dB")
+    _shot(page, tmp_path, "8-images")
+    background = np.asarray(Image.open(tmp_path / "8-images.png").convert("L"))[5, 5]  # a corner of the page
+    for i, name in enumerate(("HR", "bicubic", "dense", "compressed")):
+        box = images.nth(i).bounding_box()
+        assert box["width"] > 50 and box["height"] > 50, f"the {name} panel is {box}"
+        pixels = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("L"), dtype=float)
+        assert pixels.std() > 10 or abs(pixels.mean() - background) > 50, f"the {name} panel is blank"
+        if name != "compressed":  # a uniform plan may well wreck the compressed image (all dark): drawn, but flat
+            assert pixels.std() > 10, f"the {name} panel is flat (std {pixels.std():.1f})"
     page.close()

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from core.decompose.rank import rank_text
+from core.evaluate.comparison import compare_outputs
 from core.layers.study import Spectrum
 from core.task import Metric, get_task
 from dashboard import plots
@@ -97,3 +99,36 @@ def test_numbers_have_units_and_baselines():
     assert share(48, 100) == "48 % of baseline" and share(5, 100, "dense layer") == "5.0 % of dense layer"
     assert percent(0.9183) == "91.83 %" and percent(None) == "—"
     assert points(-0.0123) == "-1.23 pp" and rank_text([8, 4]) == "8x4"
+
+
+def _comparison(crop: tuple[int, int, int, int]):
+    """A flat 24 x 32 photo: dense = bicubic = HR, compressed = HR with 30 more levels of red in its top-left 2 x 3 pixels."""
+    hr = torch.full((3, 24, 32), 100 / 255)
+    compressed = hr.clone()
+    compressed[0, :2, :3] += 30 / 255
+    return compare_outputs(hr, hr.clone(), hr.clone(), compressed, 2, crop=crop)
+
+
+def test_image_panels_are_four_linked_images_at_the_photos_coordinates():
+    comparison = _comparison((0, 4, 8, 8))
+    fig = plots.image_panels(comparison, 2)
+    assert [type(t).__name__ for t in fig.data] == ["Image"] * 4
+    for trace, name in zip(fig.data, ("hr", "bicubic", "dense", "compressed")):
+        assert np.array_equal(trace.z, comparison.panel(name)) and (trace.x0, trace.y0) == (4, 0)
+    assert [a.text for a in fig.layout.annotations] == ["HR photo", "Bicubic x2 · 100.00 dB", "Dense model · 100.00 dB",
+                                                        "Compressed (plan) · 100.00 dB"]  # the change is left of the crop
+    assert [fig.layout[f"xaxis{i}"].matches for i in (2, 3, 4)] == ["x"] * 3
+    assert [fig.layout[f"yaxis{i}"].matches for i in (2, 3, 4)] == ["y"] * 3
+    assert fig.layout.title.text.startswith("8x8 HR pixels from (0, 4), upscaled x2 four ways")
+
+
+def test_error_map_is_the_mean_rgb_difference_per_pixel():
+    fig = plots.error_map(_comparison((0, 0, 8, 8)))
+    expected = np.zeros((8, 8))
+    expected[:2, :3] = 10.0  # 30 levels of red, one channel of three
+    assert np.array_equal(fig.data[0].z, expected) and (fig.data[0].zmin, fig.data[0].zmax) == (0, 10.0)
+    assert "mean |Δ| over R, G, B in 8-bit levels (mean 0.94, max 10)" in fig.layout.title.text
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
+    assert fig.data[0].colorscale[0] == (0.0, "rgb(0, 0, 4)")  # Inferno, not as "#000004" (a Streamlit placeholder)
+    assert not any(colour.startswith("#0000") for _, colour in fig.data[0].colorscale)
+    assert plots.error_map(_comparison((4, 4, 8, 8))).data[0].zmax == 1.0  # no difference: the scale stays 0-1

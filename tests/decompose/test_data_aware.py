@@ -67,6 +67,18 @@ def test_aa_svd_bound_holds_for_any_damping(real_features, damping):
         assert aa <= rel_error(get_method("svd").build(conv, r)(x), y) + SLACK
 
 
+def test_aa_svd_factors_are_balanced_per_component_and_multiply_to_the_truncation(real_features):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(12, 16, 3, padding=1)
+    x = real_features[:64].float() * 40 + 3  # large, offset activations: the whitening factor L is far from 1
+    factorization = get_method("aa_svd").factorize(conv, x)
+    first, second = factorization.factors(5)  # (1, 5, 108), (1, 16, 5)
+    torch.testing.assert_close(first.norm(dim=2), second.norm(dim=1), rtol=1e-9, atol=0)
+    s = factorization
+    unbalanced = (s.U[:, :, :5] * s.S[:, None, :5]) @ torch.linalg.solve_triangular(s.L, s.Vh[:, :5], upper=False, left=False)
+    torch.testing.assert_close(second @ first, unbalanced, rtol=1e-9, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def nl_case(real_features):
     torch.manual_seed(4)

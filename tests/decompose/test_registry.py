@@ -37,7 +37,7 @@ def test_unknown_name_suggests_close_matches():
         (nn.Conv2d(4, 6, 3), ["svd", "spatial_svd", "tucker2", "cp", "tt", "aa_svd", "tucker2_nl"]),
         (nn.Conv2d(4, 8, 3, groups=2), ["svd", "spatial_svd"]),
         (nn.Conv2d(4, 4, 3, groups=4), ["spatial_svd"]),  # depthwise, one output per group: rank 1 per group
-        (nn.ConvTranspose2d(4, 6, 3, stride=2), ["svd", "tucker2"]),
+        (nn.ConvTranspose2d(4, 6, 3, stride=2), ["svd", "spatial_svd", "tucker2"]),
         (nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2), ["svd"]),
         (CapsuleRouting(6, 3, 4, 5), ["capsule_tucker", "capsule_cp"]),
         (nn.BatchNorm2d(4), []),

@@ -36,7 +36,7 @@ def photos() -> SRImages:
     gen = torch.Generator().manual_seed(0)
     smooth = [nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8, generator=gen), (h, w), mode="bilinear")[0]
               for h, w in ((48, 64), (40, 40))]
-    return SRImages([(f"photo{i}", to_pil(x)) for i, x in enumerate(smooth)], scale=2)
+    return SRImages([(f"photo{i}", to_pil(x)) for i, x in enumerate(smooth)], scale=2, margin=25)
 
 
 def test_the_data_sets_task_and_its_fidelity_counterpart_are_profiled(photos):

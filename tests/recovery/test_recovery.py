@@ -16,6 +16,7 @@ from core.models import create_model
 from core.paths import ASSETS
 from core.plan import LayerEntry, Plan, apply_plan, load_plan
 from core.profile import Cancelled, evaluate
+from core.task import get_task
 from core.recovery import (
     RecoveryConfig,
     batchnorm_layers,
@@ -23,6 +24,7 @@ from core.recovery import (
     distillation_loss,
     recalibrate_batchnorm,
     recover,
+    recovery_loss,
 )
 from core.plan.saved import save_compressed
 
@@ -196,3 +198,36 @@ def test_recovery_without_labels_distills_from_the_original_alone(tiny_net):
     assert result.original.task == "fidelity" and result.original["agreement"] == 1.0 and result.original.loss == 0
     assert result.after.loss < 0.8 * result.before.loss  # KL to the original (0.72x measured); no label ever read
     assert result.after["agreement"] >= result.before["agreement"]
+
+
+class _SRPairs(TensorDataset):
+    task = "super-resolution-x2"
+
+
+def _sr_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1),
+                               torch.nn.ReLU(), torch.nn.Conv2d(16, 12, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
+
+
+def test_recovery_loss_of_images_is_the_tasks_l1_to_the_teacher_and_to_the_targets():
+    task = get_task("super-resolution-x2")
+    student, teacher, hr = (torch.full((2, 3, 32, 32), v) for v in (0.5, 0.25, 0.0))
+    for alpha, expected in ((1.0, 0.25), (0.0, 0.5), (0.75, 0.75 * 0.25 + 0.25 * 0.5)):
+        loss = recovery_loss(task, student, teacher, hr, temperature=4.0, alpha=alpha)
+        assert float(loss) == pytest.approx(expected)
+
+
+def test_super_resolution_recovery_fits_the_hr_patches_and_the_original():
+    teacher = _sr_net()
+    torch.manual_seed(1)
+    lr = torch.rand(64, 3, 16, 16)
+    with torch.no_grad():
+        hr = teacher(lr).clamp(0, 1)  # the teacher is exact on these pairs: both terms pull the same way
+    data = _SRPairs(lr, hr)
+    compressed, _ = apply_plan(teacher, Plan("sr", {"2": LayerEntry("svd", 2)}))
+    result = recover(teacher, compressed, data, data, RecoveryConfig(steps=60, batch_size=16, lr=3e-3, alpha=0.5))
+    assert result.original.task == "super-resolution-x2" and result.batchnorm_layers == 0
+    assert result.after["psnr"] > result.before["psnr"] + 1.0
+    assert result.after["l1"] < result.before["l1"]
+    assert torch.equal(data.tensors[0], lr)  # the data set is untouched by the augmentation
