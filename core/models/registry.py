@@ -1,11 +1,12 @@
-"""One registry for every model rankscope can open: shipped defaults, ``timm:``, ``torchvision:`` and ``file:``.
+"""One registry for every model rankscope can open: shipped defaults, ``timm:``, ``torchvision:``, ``hf:`` and ``file:``.
 
 ``create_model(name)`` returns ``(model, cfg)``: an ``nn.Module`` in eval mode and its :class:`ModelCfg`.
 
 timm and torchvision are imported inside the builders that use them, not at the top: importing torchvision
 pulls in ``torch._dynamo`` (6.6 s of the 9.4 s ``import core.models`` took here with them at the top), and this
 package is imported by every memory-measuring child process (:mod:`core.profile.memory`) and every CLI call,
-most of which never build a library model.
+most of which never build a library model. transformers (``smollm2-135m``, ``hf:``) is imported by
+:mod:`core.models.language` where a language model is loaded, for the same reason.
 """
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ import torch
 from torch import nn
 
 from core.errors import RankscopeError, close_matches_hint
+from core.external import SMOLLM2_GGUF
 from core.models.capsnet import CapsNet
 from core.models.cfg import ModelCfg
 from core.models.checkpoint import load_weights, read_state_dict
 from core.models.fmnist_resnet import FmnistResNet
+from core.models.language import (
+    SMOLLM2_FOLDER,
+    SMOLLM2_PACKAGE,
+    checkpoint_folder,
+    has_tokenizer,
+    load_causal_lm,
+    smollm2_135m,
+)
 from core.models.zoo import (
     IMAGENET_NORM,
     MOBILENET_V2_SOURCE,
@@ -43,6 +53,9 @@ SR_MEASURED_AT = (3, 64, 64)  # the low-resolution input FLOPs, latency and memo
 SR_DATASET = "set5-like"  # the five evaluation photos, scored by the super-resolution task of the model's scale
 SRMD_RECEPTIVE_FIELD = 25  # 12 3x3 convolutions
 WAIFU2X_RECEPTIVE_FIELD = 14  # 6 unpadded 3x3 convolutions, then a 4x4 stride-2 transposed convolution
+LM_TOKENS = 512  # a language model's window: its text data is cut into windows of this many tokens, costs measured at it
+LM_DATASET = "shakespeare"  # the evaluation plays, scored by the language-modelling task
+SMOLLM2_VOCAB = 49152
 
 _BUILDERS: dict[str, Callable[[], nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}
@@ -121,8 +134,19 @@ def waifu2x_photo() -> nn.Module:
     return waifu2x_photo_x2()
 
 
+@register_model(ModelCfg("smollm2-135m", (LM_TOKENS,), SMOLLM2_VOCAB, dataset=LM_DATASET,
+                         weights=source(SMOLLM2_PACKAGE, SMOLLM2_GGUF), card=read_card("smollm2-135m"),
+                         vocab_size=SMOLLM2_VOCAB, tokenizer=str(SMOLLM2_FOLDER)))
+def smollm2() -> nn.Module:
+    """SmolLM2-135M-Instruct, dequantised from its Q4_1 GGUF file (see core.models.language and its card).
+
+    The weights load on every build, ``pretrained=False`` included. Token ids (B, T) in, logits (B, T, 49152) out.
+    """
+    return smollm2_135m()
+
+
 def list_models() -> list[str]:
-    """Names of the shipped models (any ``timm:``/``torchvision:`` name and ``file:`` paths work too)."""
+    """Names of the shipped models (any ``timm:``/``torchvision:`` name and ``hf:``/``file:`` paths work too)."""
     return sorted(_BUILDERS)
 
 
@@ -185,6 +209,21 @@ def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
     return model, cfg
 
 
+def _hf(path: str, weights: str | None) -> tuple[nn.Module, ModelCfg]:
+    """``hf:DIR`` (a transformers causal LM saved as safetensors, or a folder with one llama GGUF file) or
+    ``hf:FILE.gguf``; evaluated on the Shakespeare plays when the folder has a tokenizer."""
+    if weights:
+        raise RankscopeError(f"hf:{path} reads its own weights from the folder; --weights does not apply")
+    folder = checkpoint_folder(path)
+    model = load_causal_lm(folder)
+    config = model.config
+    tokens = min(LM_TOKENS, int(getattr(config, "max_position_embeddings", LM_TOKENS) or LM_TOKENS))
+    tokenizer = str(folder) if has_tokenizer(folder) else ""
+    cfg = ModelCfg(f"hf:{path}", (tokens,), int(config.vocab_size), dataset=LM_DATASET if tokenizer else "",
+                   weights=str(folder), vocab_size=int(config.vocab_size), tokenizer=tokenizer)
+    return model, cfg
+
+
 def _file(path: str, arch: str | None) -> tuple[nn.Module, ModelCfg]:
     """``file:DIR`` (a folder written by ``rankscope apply``/``finetune``) or ``file:WEIGHTS`` with ``arch``."""
     p = Path(path)
@@ -206,7 +245,8 @@ def create_model(
 
     Parameters
     ----------
-    name : a shipped name (see :func:`list_models`), ``timm:<arch>``, ``torchvision:<arch>`` or ``file:<path>``.
+    name : a shipped name (see :func:`list_models`), ``timm:<arch>``, ``torchvision:<arch>``, ``hf:<folder>`` (a local
+        transformers causal LM: safetensors, or one llama GGUF file) or ``file:<path>``.
     weights : optional weights file (safetensors or a torch state_dict) to load instead of the default.
     arch : for ``file:<weights>``, the registry name of the architecture the weights belong to.
     pretrained : for shipped names, load the shipped weights (``False``: random init, for training).
@@ -222,6 +262,8 @@ def create_model(
             model, cfg = _timm(name[5:], weights)
         elif name.startswith("torchvision:"):
             model, cfg = _torchvision(name[12:], weights)
+        elif name.startswith("hf:"):
+            model, cfg = _hf(name[3:], weights)
         elif name.startswith("file:"):
             model, cfg = _file(name[5:], arch)
         elif name in _BUILDERS:
@@ -229,6 +271,6 @@ def create_model(
         else:
             raise RankscopeError(
                 f"unknown model {name!r}" + close_matches_hint(name, list_models())
-                + "; use a shipped name, timm:<arch>, torchvision:<arch> or file:<path>"
+                + "; use a shipped name, timm:<arch>, torchvision:<arch>, hf:<folder> or file:<path>"
             )
     return model.eval(), cfg

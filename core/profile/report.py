@@ -16,7 +16,7 @@ from core.profile.latency import LatencyResult, measure_latency
 from core.profile.memory import MemoryResult, measure_memory
 from core.profile.onnx_runtime import exported_onnx, measure_ort_latency, measure_ort_memory
 from core.profile.quality import evaluate, evaluate_tasks, has_labels, task_for
-from core.task import Scores, SuperResolutionTask, Task, get_task
+from core.task import LanguageModellingTask, Scores, SuperResolutionTask, Task, get_task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +49,13 @@ class ProfileResult:
     psnr_to_original, colour_shift, brightness_shift : super-resolution fidelity to the reference model on the same
         images: Y-PSNR against its images (dB; 100 where identical), the length of the mean (Cb, Cr) difference
         and the |mean Y difference| (8-bit BT.601 levels), each the mean over the images.
-    samples : examples evaluated (``0`` without a dataset). Quality is always computed with the torch model.
+    perplexity, nll, token_accuracy : a language model on its text windows (:mod:`core.task.language`): exp of the
+        mean next-token negative log-likelihood, that mean (nats), and the fraction of tokens whose top-1 is the next
+        token, over every token of the windows evaluated; ``agreement`` and ``kl`` are then the language-fidelity
+        task's, per token (top-1 next-token agreement with the reference, mean KL(reference ‖ model)). ``None`` for
+        other models.
+    samples : examples evaluated (``0`` without a dataset; windows of a text). Quality is always computed with the
+        torch model.
     batch, threads, device, runtime : the settings the costs were measured under.
     """
 
@@ -78,6 +84,9 @@ class ProfileResult:
     psnr_to_original: float | None
     colour_shift: float | None
     brightness_shift: float | None
+    perplexity: float | None
+    nll: float | None
+    token_accuracy: float | None
     samples: int
     batch: int
     threads: int
@@ -89,8 +98,11 @@ class ProfileResult:
 
 
 def example_input(cfg: ModelCfg, batch: int = 1) -> torch.Tensor:
-    """A seeded standard-normal batch of shape ``(batch, *cfg.input_size)``."""
+    """A seeded batch of shape ``(batch, *cfg.input_size)``: standard-normal images, or for a language model
+    (``cfg.vocab_size``) token ids drawn uniformly from its vocabulary, int64."""
     generator = torch.Generator().manual_seed(0)
+    if cfg.vocab_size:
+        return torch.randint(0, cfg.vocab_size, (batch, *cfg.input_size), generator=generator)
     return torch.randn(batch, *cfg.input_size, generator=generator)
 
 
@@ -184,11 +196,14 @@ def _costs(
 
 def profile_tasks(dataset: Any) -> dict[str, Task]:
     """What :func:`profile_model` scores on ``dataset``, by role: ``"sr"`` and ``"sr-fidelity"`` for a data set whose
-    own task is super-resolution, else ``"classification"`` and ``"fidelity"`` for labelled data, ``"fidelity"`` alone
-    for unlabelled data."""
+    own task is super-resolution, ``"lm"`` and ``"fidelity"`` (its language-fidelity counterpart, whose ``agreement``
+    and ``kl`` fill the same keys) for a text data set, else ``"classification"`` and ``"fidelity"`` for labelled
+    data, ``"fidelity"`` alone for unlabelled data."""
     own = task_for(dataset)
     if isinstance(own, SuperResolutionTask):
         return {"sr": own, "sr-fidelity": get_task(own.fidelity)}
+    if isinstance(own, LanguageModellingTask):
+        return {"lm": own, "fidelity": get_task(own.fidelity)}
     roles = ("classification", "fidelity") if has_labels(dataset) else ("fidelity",)
     return {role: get_task(role) for role in roles}
 
@@ -202,6 +217,7 @@ QUALITY_KEYS = {
     "bicubic_psnr": ("bicubic", "psnr"), "bicubic_ssim": ("bicubic", "ssim"),
     "psnr_to_original": ("sr-fidelity", "psnr_to_original"), "colour_shift": ("sr-fidelity", "colour_shift"),
     "brightness_shift": ("sr-fidelity", "brightness_shift"),
+    "perplexity": ("lm", "perplexity"), "nll": ("lm", "nll"), "token_accuracy": ("lm", "token_accuracy"),
 }
 
 

@@ -1,7 +1,8 @@
 """Tasks by name: ``get_task("classification")``, ``list_tasks()``, and :func:`register_task` for new ones.
 
-Registered: ``classification``, ``fidelity``, and for each scale of :data:`core.task.super_resolution.SCALES`
-``super-resolution-x<scale>`` and ``super-resolution-fidelity-x<scale>``.
+Registered: ``classification``, ``fidelity``, for each scale of :data:`core.task.super_resolution.SCALES`
+``super-resolution-x<scale>`` and ``super-resolution-fidelity-x<scale>``, and ``language-modelling`` and
+``language-fidelity`` (:mod:`core.task.language`).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from core.errors import RankscopeError, close_matches_hint
 from core.task.base import Task
 from core.task.classification import ClassificationTask
 from core.task.fidelity import FidelityTask
+from core.task.language import LanguageFidelityTask, LanguageModellingTask
 from core.task.super_resolution import SCALES, SuperResolutionFidelityTask, SuperResolutionTask
 
 _TASKS: dict[str, Task] = {}
@@ -54,3 +56,5 @@ register_task(FidelityTask())
 for _scale in SCALES:
     register_task(SuperResolutionTask(_scale))
     register_task(SuperResolutionFidelityTask(_scale))
+register_task(LanguageModellingTask())
+register_task(LanguageFidelityTask())

@@ -16,7 +16,8 @@ SHIPPED = ["fmnist-capsnet", "fmnist-resnet", "fmnist-resnet-integral", "fmnist-
 
 
 def test_registry_lists_the_shipped_models():
-    pretrained = ["imagenet-mobilenetv2", "srmd-x2", "srmd-x4", "waifu2x-photo-x2"]  # tests/models/test_zoo.py, test_sr_models.py
+    pretrained = ["imagenet-mobilenetv2", "srmd-x2", "srmd-x4", "waifu2x-photo-x2",  # tests/models/test_zoo.py, test_sr_models.py
+                  "smollm2-135m"]  # tests/models/test_language.py
     assert list_models() == sorted(SHIPPED + pretrained)
 
 

@@ -48,8 +48,9 @@ def test_the_data_sets_task_and_its_fidelity_counterpart_are_profiled(photos):
 
 def test_every_quality_key_comes_from_a_role_of_profile_tasks():
     roles = {role for role, _ in QUALITY_KEYS.values()}
-    assert roles == {"classification", "fidelity", "sr", "sr-fidelity", "bicubic"}
-    assert SR_KEYS | {"accuracy", "top5", "loss", "agreement", "top5_overlap", "kl", "relative_error"} == set(QUALITY_KEYS)
+    assert roles == {"classification", "fidelity", "sr", "sr-fidelity", "bicubic", "lm"}  # lm: tests/task/test_language.py
+    lm_keys = {"perplexity", "nll", "token_accuracy"}
+    assert SR_KEYS | lm_keys | {"accuracy", "top5", "loss", "agreement", "top5_overlap", "kl", "relative_error"} == set(QUALITY_KEYS)
 
 
 def test_images_of_different_sizes_are_scored_one_by_one(photos):

@@ -9,7 +9,8 @@ from core.task import ClassificationTask, Metric, get_task, list_tasks, register
 
 def test_registered_tasks_and_their_metrics():
     sr = [f"super-resolution{kind}-x{scale}" for scale in (2, 3, 4) for kind in ("", "-fidelity")]
-    assert list_tasks() == sorted(["classification", "fidelity", *sr])  # super-resolution: tests/task/test_super_resolution_task.py
+    lm = ["language-modelling", "language-fidelity"]  # tests/task/test_language.py
+    assert list_tasks() == sorted(["classification", "fidelity", *sr, *lm])  # super-resolution: tests/task/test_super_resolution_task.py
     classification, fidelity = get_task("classification"), get_task("fidelity")
     assert [m.name for m in classification.metrics] == ["top1", "top5", "loss"]
     assert [m.name for m in fidelity.metrics] == ["agreement", "top5_overlap", "kl", "relative_error"]
