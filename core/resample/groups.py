@@ -94,11 +94,19 @@ def channel_matrix(t: torch.Tensor, member: Member, size: int) -> torch.Tensor:
     return channel_view(t, member, size).movedim(member.axis + 1, 0).reshape(size, -1)
 
 
-def classifier(model: nn.Module, example: torch.Tensor) -> nn.Linear | None:
-    """The output classifier: the last ``nn.Linear`` whose width is the model's output width (``None`` if none)."""
+def output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
+    """The layer whose output channels are the model's outputs, or ``None``.
+
+    For logits ``(B, classes)``: the last ``nn.Linear`` of that width (the classifier). For images
+    ``(B, C, H, W)`` (super-resolution): the last convolution, transposed or not, in module order, whose channels
+    are the output's colour planes or, before a pixel shuffle, its sub-pixels; neither can be dropped.
+    """
     with torch.no_grad(), prepared(model, example.device):
-        width = model(example).shape[-1]
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == width]
+        out = model(example)
+    if out.ndim == 4:
+        convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        return convs[-1] if convs else None
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == out.shape[-1]]
     return linears[-1] if linears else None
 
 
@@ -179,8 +187,8 @@ def _is_timm_attention(module: nn.Module) -> bool:
 
 
 def ignored_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
-    """The layers left out of the graph's groups: the output classifier and a ViT's patch embedding."""
-    ignored = [m for m in (classifier(model, example),) if m is not None]
+    """The layers left out of the graph's groups: the output layer (:func:`output_layer`) and a ViT's patch embedding."""
+    ignored = [m for m in (output_layer(model, example),) if m is not None]
     patch = getattr(getattr(model, "patch_embed", None), "proj", None)
     if patch is not None:
         ignored.append(patch)  # excludes the residual stream (see the module docstring)

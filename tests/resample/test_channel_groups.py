@@ -63,3 +63,17 @@ def test_resnet18_residual_groups(zoo):
     residual = [n for n, g in groups.items() if g.kind == "residual"]
     assert residual == ["conv1", "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
     assert all(g.kind in KINDS for g in groups.values())
+
+
+def test_an_image_to_image_models_last_conv_is_no_group():
+    import torch
+
+    from core.resample.groups import channel_groups, output_layer
+
+    torch.manual_seed(0)
+    shuffle = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(16, 12, 3, padding=1), nn.PixelShuffle(2)).eval()  # SRMD's shape
+    upconv = nn.Sequential(nn.Conv2d(3, 16, 3), nn.LeakyReLU(0.1), nn.ConvTranspose2d(16, 3, 4, 2, 3)).eval()  # waifu2x's
+    x = torch.rand(1, 3, 16, 16)
+    assert output_layer(shuffle, x) is shuffle[4] and output_layer(upconv, x) is upconv[2]
+    assert list(channel_groups(shuffle, x)) == ["0", "2"]  # the sub-pixel planes of conv 4 stay whole
