@@ -5,7 +5,8 @@ For ``srmd-x2`` (SRMD: ten 128 -> 128 3x3 convs at the input's resolution betwee
 and last layers stay dense): uniform ``tucker2``, ``svd`` and ``aa_svd`` (whitened by the layer inputs of
 :data:`CALIBRATION` calibration patches), every covered layer keeping the same fraction of its own FLOPs so the
 whole model keeps ``fraction`` (:func:`core.plan.starting.make_plan`), and the ``spectrum`` allocator (a knapsack
-on lost weight energy over Tucker-2, spatial SVD and SVD per layer, no data; ranks rounded to multiples of 16).
+on lost weight energy over Tucker-2, spatial SVD and SVD per layer, no data); ranks are rounded to multiples of
+:data:`UNIFORM_MULTIPLE` (uniform) and :data:`MULTIPLE` (spectrum), which CPU kernels run faster than others.
 For ``waifu2x-photo-x2`` the same, and uniform ``tucker2`` with its ``ConvTranspose2d`` upsampler
 (``body.12``) factored too.
 
@@ -61,8 +62,9 @@ PATCHES = 2048  # recovery patch pairs of the calibration photos
 CALIBRATION = 16  # LR patches (at the model's 64 x 64) whose layer inputs aa_svd whitens with
 BATCH = 16
 ALPHA = 0.5  # half L1 to the dense model's images, half L1 to the HR patches
-LR = 1e-3
-MULTIPLE = 16  # spectrum ranks rounded to multiples of 16, the step `bench speed --rank-steps` measured fastest
+LR = 5e-5  # AdamW moves every weight by about this each step: on aa_svd's 50 % SRMD plan 1e-3 took 31.3 dB to 8.9, 3e-4 to 27.7 in 30 steps; 2e-5 gained 2.1 dB in 90
+MULTIPLE = 16  # spectrum's ranks rounded to multiples of 16, the step `bench speed --rank-steps` measured fastest
+UNIFORM_MULTIPLE = 8  # one rank for all ten layers: a step of 16 (svd: 14 % of a layer's FLOPs) would miss the fraction
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ def plans(model: nn.Module, cfg: ModelCfg, name: str, fraction: float, methods: 
                               layers={path: list(SPECTRUM_METHODS) for path in layers}, multiple=MULTIPLE)
             out[f"spectrum {fraction:.0%}"] = allocate("spectrum", problem).plan
             continue
-        plan = make_plan(model, cfg, method, ratio=ratio, kind="flops", calibration=calibration)
+        plan = make_plan(model, cfg, method, ratio=ratio, kind="flops", calibration=calibration,
+                         multiple=UNIFORM_MULTIPLE)
         plan = dataclasses.replace(plan, layers={k: v for k, v in plan.layers.items() if k in layers})
         out[f"{method} {fraction:.0%}"] = plan
         if name.startswith("waifu2x") and method == "tucker2":
@@ -156,7 +159,7 @@ def latency(dense: nn.Module, small: nn.Module, threads: int, repeats: int) -> t
 
 
 def bench_model(name: str, *, fractions: tuple[float, ...] = FRACTIONS, methods: tuple[str, ...] = METHODS,
-                recover_at: tuple[float, ...] = (0.5,), steps: int = 300, threads: int = 2, repeats: int = 5,
+                recover_at: tuple[float, ...] = (0.5,), steps: int = 200, threads: int = 2, repeats: int = 5,
                 log: Callable[[str], None] = print) -> tuple[Quality, list[SRRow]]:
     """The dense model's quality and one :class:`SRRow` per plan, each printed as it is measured."""
     model, cfg = create_model(name)
@@ -219,7 +222,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
                    help="FLOPs fractions the plans keep")
     p.add_argument("--recover", nargs="*", type=argtypes.fraction("--recover"), default=[0.5],
                    help="fractions whose plans are recovered (none: no recovery)")
-    p.add_argument("--steps", type=argtypes.positive("--steps"), default=300, help="recovery steps")
+    p.add_argument("--steps", type=argtypes.positive("--steps"), default=200, help="recovery steps")
     p.add_argument("--threads", type=argtypes.threads, default=2)
     p.add_argument("--repeats", type=argtypes.positive("--repeats"), default=5, help="timed calls per model")
     p.set_defaults(func=cmd_sr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.decompose.rank import round_rank
 from core.decompose.rank_rules import dense_cost, energy_rank, ratio_rank, vbmf_rank
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
@@ -28,6 +29,7 @@ def make_plan(
     vbmf: bool = False,
     kind: str = "params",
     calibration: torch.Tensor | None = None,
+    multiple: int = 1,
 ) -> Plan:
     """A plan applying ``method`` to every layer it fits, ranks by exactly one rule.
 
@@ -39,6 +41,8 @@ def make_plan(
     ratio : keep this fraction of each layer's ``kind`` ("params" or "flops").
     vbmf : choose ranks by empirical VBMF.
     calibration : model inputs, needed by data-aware methods (their layers' inputs are captured from it).
+    multiple : each rank rounded to the nearest multiple of this (:func:`core.decompose.rank.round_rank`; 1: as the
+        rule gives it).
     """
     if sum(x is not None and x is not False for x in (energy, ratio, vbmf or None)) != 1:
         raise RankscopeError("choose exactly one rank rule: energy, ratio or vbmf")
@@ -64,6 +68,7 @@ def make_plan(
             rank = ratio_rank(module, m, ratio, kind=kind, input_hw=hw)
         else:
             rank = vbmf_rank(module, m, data)
+        rank = round_rank(m, module, rank, multiple)
         cost, dense = getattr(m.cost(module, rank, hw), kind), getattr(dense_cost(module, hw), kind)
         if cost >= dense:
             skipped[name] = f"{method} at rank {rank} would not reduce {kind} ({cost} >= {dense})"
