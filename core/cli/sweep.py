@@ -24,12 +24,13 @@ from core.sweep import DEFAULT_FOLDER, SweepCache, data_key, layer_methods, swee
 from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.engine import SWEEP_SAMPLES
+from core.sweep.proxies import PROXIES, proxy_table
 
 
 def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, latency: bool, mix: bool = False,
                 split: str = "test") -> tuple[pd.DataFrame, Dataset]:
     """``(table, dataset)``: the sensitivity table of ``args``' grid (mixed methods when ``mix``) on a seeded subset of
-    ``split``, through the sweep cache."""
+    ``split``, through the sweep cache; predicted by ``args.proxy`` (:mod:`core.sweep.proxies`) when it is set."""
     data_name = default_dataset(cfg, args.data)
     if not data_name:
         raise RankscopeError("a sweep scores the model: give evaluation data with --data")
@@ -41,18 +42,29 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
     def progress(done: int, total: int) -> None:
         print(f"\rswept {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
+    def scored(done: int, total: int) -> None:
+        print(f"\rscored {done}/{total} layers", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    proxy = getattr(args, "proxy", None)
     with torch_threads(args.threads):
-        table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix,
-                      multiple=rank_multiple(args), latency=latency, latency_batch=args.latency_batch, cache=cache,
-                      progress=progress)
+        if proxy is not None:
+            table = proxy_table(model, dataset, proxy, layers=args.layers, methods=args.methods, points=args.points,
+                                mix=mix, multiple=rank_multiple(args), cache=cache, progress=scored)
+        else:
+            table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix,
+                          multiple=rank_multiple(args), latency=latency, latency_batch=args.latency_batch, cache=cache,
+                          progress=progress)
     return table, dataset
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    if args.proxy is not None and args.latency:
+        raise RankscopeError("--latency times the built layers and a --proxy table builds none: leave out one of them")
     model, cfg = load_model(args)
     table, _ = sweep_table(args, model, cfg, latency=args.latency)
     write_table(table, args.out)
-    print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points)")
+    made = f", predicted by the {args.proxy} proxy" if args.proxy is not None else ""
+    print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points{made})")
 
 
 def rank_multiple(args: argparse.Namespace) -> int:
@@ -112,6 +124,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_sweep_args(p)
     p.add_argument("--latency", action="store_true", help="also time each layer at each rank")
+    p.add_argument("--proxy", choices=PROXIES, default=None,
+                   help="predict every point from one pass over the data instead of evaluating it: whitened (calibration "
+                        "output error), taylor (first-order loss change), fisher (diagonal-Fisher loss increase) or "
+                        "energy (weight energy dropped); --samples is the calibration size")
     p.add_argument("--out", required=True, help="table to write (.csv)")
     p.set_defaults(func=cmd_sweep)
 

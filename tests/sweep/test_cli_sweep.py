@@ -26,6 +26,23 @@ def test_sweep_writes_the_table_and_allocate_a_plan(tmp_path, capsys):
     assert plan.model == "fmnist-resnet" and set(plan.layers) | set(plan.skipped) == {"fc", "layer3.0.downsample.0"}
 
 
+def test_sweep_writes_a_proxy_table_through_the_cache(tmp_path, capsys):
+    common = ["--layers", "fc", "layer3.0.downsample.0", "--points", "3", "--samples", "32", "--threads", "1",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert main(["sweep", "fmnist-resnet", "--proxy", "whitened", *common, "--out", str(tmp_path / "t.csv")]) == 0
+    assert "(6 points, predicted by the whitened proxy)" in capsys.readouterr().out
+    table = read_table(tmp_path / "t.csv")
+    assert list(table["layer"]) == ["", "layer3.0.downsample.0", "fc"] + ["layer3.0.downsample.0"] * 3 + ["fc"] * 3
+    assert (table["samples"] == 32).all()
+    for layer in ("fc", "layer3.0.downsample.0"):  # the output error falls with the rank, to none at full rank
+        loss = table.loc[(table["layer"] == layer) & (table["method"] == "svd"), "loss"]
+        assert loss.is_monotonic_decreasing and loss.iloc[-1] == pytest.approx(table["loss"].iloc[0])
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert cached and all("fashion-mnist-32-0-whitened-d0.01_" in name for name in cached)
+    assert main(["sweep", "fmnist-resnet", "--proxy", "whitened", *common, "--out", str(tmp_path / "again.csv")]) == 0
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
+
+
 def test_allocate_without_a_sweep(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the layer timings' cache goes under the current folder
     assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--allocator", "energy", "--out", "p.json"]) == 0
@@ -50,6 +67,8 @@ def test_a_latency_target_out_of_reach_writes_the_closest_plan_and_says_so(tmp_p
 @pytest.mark.parametrize(("args", "message"), [
     (["sweep", "fmnist-resnet", "--layers", "fcc", "--out", "x.csv"], "no layer named 'fcc'"),
     (["sweep", "fmnist-resnet", "--methods", "aa_svd", "--out", "x.csv"], "aa_svd is data-aware"),
+    (["sweep", "fmnist-resnet", "--proxy", "energy", "--methods", "tt", "--out", "x.csv"], "the energy proxy does not score tt"),
+    (["sweep", "fmnist-resnet", "--proxy", "taylor", "--latency", "--out", "x.csv"], "--latency times the built layers"),
     (["allocate", "fmnist-resnet", "--target-flops", "0.5", "--methods", "cp", "--allocator", "energy", "--out", "x.yaml"],
      "cp has no singular values"),
 ])
@@ -62,7 +81,8 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monke
 
 @pytest.mark.parametrize("args", [["allocate", "fmnist-resnet", "--out", "x.yaml"],
                                   ["allocate", "fmnist-resnet", "--target-flops", "1.5", "--out", "x.yaml"],
-                                  ["sweep", "fmnist-resnet", "--points", "0", "--out", "x.csv"]])
+                                  ["sweep", "fmnist-resnet", "--points", "0", "--out", "x.csv"],
+                                  ["sweep", "fmnist-resnet", "--proxy", "hessian", "--out", "x.csv"]])
 def test_bad_flags_exit_2(args):
     with pytest.raises(SystemExit) as exit_:
         main(args)
