@@ -18,6 +18,7 @@ from core.models.cfg import ModelCfg
 from core.models.checkpoint import load_weights, read_state_dict
 from core.plan.apply import compress
 from core.plan.document import Plan, load_plan
+from core.profile import example_input
 
 META = "rankscope.json"
 
@@ -62,7 +63,7 @@ def load_compressed(folder: Path, base: tuple[nn.Module, ModelCfg]) -> tuple[nn.
     model, cfg = base
     plan_file = meta.get("plan")
     if plan_file:
-        inputs = torch.randn(8, *cfg.input_size, generator=torch.Generator().manual_seed(0))
+        inputs = example_input(cfg, 8)  # seeded images, or token ids for a language model
         labels = torch.arange(8) % max(cfg.num_classes, 1)  # super-resolution models have no classes
         model, _ = compress(model, cfg, load_plan(folder / plan_file), data=(inputs, labels), force=True)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))

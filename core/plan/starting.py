@@ -17,6 +17,23 @@ from core.layers import layer_inputs, weighted_layers
 from core.models.cfg import ModelCfg
 from core.plan.document import Plan, weights_hash
 from core.plan.entry import LayerEntry
+from core.profile import example_input
+
+
+def tied_weights(model: nn.Module) -> dict[str, str]:
+    """``{path: first path}`` of each module whose weight is the same parameter as an earlier module's (a language
+    model's ``lm_head`` tied to its token embedding): factoring one would untie it, so starting plans leave it out."""
+    owner: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    for name, module in weighted_layers(model).items():
+        weight = dict(module.named_parameters(recurse=False)).get("weight")
+        if weight is None:
+            continue
+        if id(weight) in owner:
+            tied[name] = owner[id(weight)]
+        else:
+            owner[id(weight)] = name
+    return tied
 
 
 def make_plan(
@@ -48,12 +65,18 @@ def make_plan(
         raise RankscopeError("choose exactly one rank rule: energy, ratio or vbmf")
     m = get_method(method)
     layers = weighted_layers(model)
-    example = calibration if calibration is not None else torch.zeros(1, *cfg.input_size)
+    if calibration is not None:
+        example = calibration
+    else:  # a language model takes token ids (seeded, uniform over its vocabulary), not a float image
+        example = example_input(cfg, 1) if cfg.vocab_size else torch.zeros(1, *cfg.input_size)
     inputs = layer_inputs(model, list(layers), example)
+    tied = tied_weights(model)
     entries: dict[str, LayerEntry] = {}
     skipped: dict[str, str] = {}
     for name, module in layers.items():
         reason = m.check(module)
+        if not reason and name in tied:
+            reason = f"its weight is tied to {tied[name]}'s, which factoring would untie (left dense)"
         if name not in inputs:
             reason = "not run by the model's forward pass"
         if reason:
