@@ -30,7 +30,7 @@ def test_plans_cover_the_wide_convs_and_keep_the_fraction_of_the_whole_models_fl
     for label, plan in found.items():
         assert set(plan.layers) <= set(covered(model)), label
         kept = count_flops(apply_plan(model, plan, calibration=calibration)[0], x).total / dense
-        assert kept == pytest.approx(0.5, abs=0.02), label  # uniform ranks are whole numbers; spectrum's multiples of 16
+        assert kept == pytest.approx(0.5, abs=0.05), label  # half a rank step: 8 ranks of Tucker-2 near 77 are 9 % of a layer
 
 
 def test_headline_names_the_best_recovered_half_flops_plan():
