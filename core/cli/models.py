@@ -13,7 +13,8 @@ from core.cli.common import add_model_args, compressed, load_model
 from core.data import eval_subset, load_dataset
 from core.errors import RankscopeError
 from core.layers.table import describe_layers
-from core.models import create_model, list_models
+from core.models import create_model, list_models, shipped_cfg
+from core.models.registry import LM_DATASET
 from core.paths import ASSETS
 from core.profile import example_input, profile_model
 from core.resample import capacity
@@ -23,16 +24,18 @@ from core.train import RECIPES, train
 
 def cmd_models(args: argparse.Namespace) -> None:
     for name in list_models():
-        _, cfg = create_model(name)
-        acc, sr = cfg.card.get("test_accuracy"), cfg.card.get("set5_like")
+        cfg = shipped_cfg(name)  # the card is enough: no model is built
+        acc, sr, lm = cfg.card.get("test_accuracy"), cfg.card.get("set5_like"), cfg.card.get("shakespeare")
         if acc is not None:
             note = f"test top-1 {acc:.4f}"
         elif sr:  # a super-resolution model: its card's PSNR on its evaluation photos
             note = f"PSNR {sr['psnr']:.2f} dB (bicubic {sr['bicubic_psnr']:.2f})"
+        elif lm:  # a language model: its card's perplexity on the evaluation plays
+            note = f"perplexity {lm['perplexity']:.2f} ({lm['windows']} windows of {LM_DATASET})"
         else:
             note = "untrained (run `rankscope train`)"
         print(f"{name:23s} {cfg.dataset:17s} input {'x'.join(map(str, cfg.input_size)):8s} {note}")
-    print("also: timm:<arch>, torchvision:<arch>, file:<path>")
+    print("also: timm:<arch>, torchvision:<arch>, hf:<folder>, file:<path>")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:

@@ -150,6 +150,24 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def shipped_cfg(name: str) -> ModelCfg:
+    """The cfg of the shipped model ``name`` with its card, without building the model (a language model takes
+    seconds to load): the card of a model trained here only when its weights are there, as :func:`create_model` gives.
+
+    Raises
+    ------
+    RankscopeError
+        ``name`` is not a shipped model.
+    """
+    if name not in _CFGS:
+        raise RankscopeError(f"unknown shipped model {name!r}" + close_matches_hint(name, list_models()))
+    cfg = _CFGS[name]
+    card_path = SHIPPED_DIR / name / "card.json"
+    if cfg.card or not (SHIPPED_DIR / name / "model.safetensors").is_file() or not card_path.is_file():
+        return cfg
+    return ModelCfg(**{**cfg.__dict__, "card": json.loads(card_path.read_text())})
+
+
 def _shipped(name: str, weights: str | None, pretrained: bool) -> tuple[nn.Module, ModelCfg]:
     model = _BUILDERS[name]()
     cfg = _CFGS[name]

@@ -32,6 +32,18 @@ def test_models_lists_shipped_names(capsys):
     out = capsys.readouterr().out
     for name in ("fmnist-resnet", "fmnist-vit", "fmnist-capsnet"):
         assert name in out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "test top-1 0.9317" in lines["fmnist-resnet"] and "PSNR 37.87 dB (bicubic 34.48)" in lines["srmd-x2"]
+    assert "perplexity 39.29 (32 windows of shakespeare)" in lines["smollm2-135m"]  # from its card: nothing is loaded
+
+
+def test_shipped_cfg_reads_the_card_without_building_and_names_an_unknown_model():
+    from core.errors import RankscopeError
+    from core.models import shipped_cfg
+
+    assert shipped_cfg("fmnist-vit").card["test_accuracy"] == pytest.approx(0.8944)
+    with pytest.raises(RankscopeError, match="unknown shipped model 'fmnist-resnett'.*fmnist-resnet"):
+        shipped_cfg("fmnist-resnett")
 
 
 def test_layers_json_lists_every_weighted_layer(capsys):
