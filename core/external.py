@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
-import shutil
 import sys
 import tarfile
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
 from core.errors import RankscopeError
+from core.io import atomic_folder
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 LIBJXL_TESTDATA_DIR = Path("/usr/share/libjxl-testdata")  # lossless photos (PNG/PPM) of libjxl's test corpus
@@ -195,24 +193,13 @@ def unpack_sdist(package: str, archive: Path) -> Path:
         raise RankscopeError(f"{archive} has sha256 {digest[:16]}..., not the published {sdist.sha256[:16]}... of "
                              f"{package}=={sdist.version}")
     target = sdist_folder(package)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        with tarfile.open(archive) as tar:
-            members = [(m, inner) for m in tar.getmembers() if m.isfile() and (inner := _wanted(m.name, sdist.members))]
-            if not members:
-                raise RankscopeError(f"{archive} holds none of {', '.join(sdist.members)}")
-            for member, inner in members:
-                member.name = inner  # without the archive's top folder; the data filter refuses paths outside tmp
-                tar.extract(member, tmp, filter="data")
-        tmp.chmod(0o755)  # mkdtemp's folder is private to its owner
-        if target.exists():  # an earlier, complete unpacking (or a concurrent one that won the race)
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_folder(target) as tmp, tarfile.open(archive) as tar:  # an earlier, complete unpacking is kept
+        members = [(m, inner) for m in tar.getmembers() if m.isfile() and (inner := _wanted(m.name, sdist.members))]
+        if not members:
+            raise RankscopeError(f"{archive} holds none of {', '.join(sdist.members)}")
+        for member, inner in members:
+            member.name = inner  # without the archive's top folder; the data filter refuses paths outside tmp
+            tar.extract(member, tmp, filter="data")
     return target
 
 

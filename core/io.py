@@ -1,8 +1,11 @@
-"""Atomic file writes: a file is either the old one or the complete new one, never half-written."""
+"""Atomic file writes: a file (or folder) is either the old one or the complete new one, never half-written."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import RankscopeError
@@ -27,6 +30,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) atomically; see :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` for the block to fill, renamed to ``target`` when the block ends.
+
+    ``target`` is either absent or complete: on an error the temporary folder is removed, and when ``target``
+    appeared meanwhile (a concurrent writer finished first) the new one is dropped and ``target`` kept.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp's folder is private to its owner
+        if target.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def check_writable(path: str | Path) -> None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +25,7 @@ from torch import nn
 
 from core.errors import RankscopeError
 from core.external import SHA256, SMOLLM2_GGUF
+from core.io import atomic_folder
 from core.models.zoo import verified_file
 from core.paths import CACHE
 
@@ -167,9 +165,7 @@ def dequantise_gguf(path: Path, sha256: str | None = None) -> Path:
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except (ValueError, OSError, KeyError) as err:
         raise RankscopeError(f"transformers cannot read {path}: {_one_line(err)}") from None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as tmp:  # a folder another process finished first is kept
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # the weights written are plain float32
         config["dtype"] = "float32"
@@ -182,14 +178,6 @@ def dequantise_gguf(path: Path, sha256: str | None = None) -> Path:
             "gguf": path.name, "sha256": sha256, "transformers": __version__,
             "torch": torch.__version__, "dtype": "float32",
         }, indent=2))
-        tmp.chmod(0o755)
-        if folder.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

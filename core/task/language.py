@@ -17,21 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import RankscopeError
+from core.task.logits import check_logits
 from core.task.metric import Metric
 
 NAME = "language-modelling"
 FIDELITY_NAME = "language-fidelity"
 ROWS = 2048  # positions per chunk of a tally's sums: 2048 x 49,152 float32 logits are 403 MB
-
-
-def check_token_logits(outputs: object, task: str, what: str = "outputs") -> torch.Tensor:
-    """``outputs`` when it is a (batch, tokens, vocabulary) tensor, else a one-line :class:`RankscopeError`."""
-    expected = f"the {task} task scores next-token logits of shape (batch, tokens, vocabulary), but the {what}"
-    if not isinstance(outputs, torch.Tensor):
-        raise RankscopeError(f"{expected} are a {type(outputs).__name__}")
-    if outputs.ndim != 3:
-        raise RankscopeError(f"{expected} have shape {tuple(outputs.shape)}")
-    return outputs
 
 
 def _next_ids(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -71,7 +62,7 @@ class LanguageTally:
         RankscopeError
             Outputs that are not (B, T, V) logits, or targets that are not their next-token ids.
         """
-        logits = check_token_logits(outputs, NAME)
+        logits = check_logits(outputs, NAME, ndim=3)
         ids = _next_ids(targets, logits)
         for rows, want in _chunks(logits, ids):  # (n, V), (n,)
             self.nll += float(F.cross_entropy(rows, want, reduction="sum").double())
@@ -117,7 +108,7 @@ class LanguageModellingTask:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, reference_outputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean next-token cross-entropy of ``outputs`` (B, T, V) against ``targets`` (B, T); ``reference_outputs`` unused."""
-        logits = check_token_logits(outputs, NAME)
+        logits = check_logits(outputs, NAME, ndim=3)
         ids = _next_ids(targets, logits)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[2]), ids.reshape(-1))
 
@@ -126,8 +117,8 @@ def _pair(outputs: torch.Tensor, reference_outputs: torch.Tensor | None) -> tupl
     if reference_outputs is None:
         raise RankscopeError(f"the {FIDELITY_NAME} task compares with the original model: pass its outputs as "
                              "reference_outputs")
-    out = check_token_logits(outputs, FIDELITY_NAME)
-    ref = check_token_logits(reference_outputs, FIDELITY_NAME, "original model's outputs")
+    out = check_logits(outputs, FIDELITY_NAME, ndim=3)
+    ref = check_logits(reference_outputs, FIDELITY_NAME, "original model's outputs", ndim=3)
     if out.shape != ref.shape:
         raise RankscopeError(f"the {FIDELITY_NAME} task compares logits of the same shape, but the outputs have shape "
                              f"{tuple(out.shape)} and the original model's {tuple(ref.shape)}")
