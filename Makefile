@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import core, dashboard, torch, tensorly, streamlit" && touch $@
 
 $(TSTAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install -q -e '.[test]' 2>&1 | grep -v 'is ignored' || true
-	$(BIN)/python -c "import pytest, hypothesis, playwright" && touch $@
+	$(BIN)/pip install -q -e '.[test,ray]' 2>&1 | grep -v 'is ignored' || true
+	$(BIN)/python -c "import pytest, hypothesis, playwright, ray" && touch $@
 
 venv: $(STAMP)
 

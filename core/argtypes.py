@@ -10,25 +10,26 @@ import os
 from collections.abc import Callable
 
 
-def positive(kind: str) -> Callable[[str], int]:
-    """A parser of integers of at least 1.
+def positive(kind: str, least: int = 1) -> Callable[[str], int]:
+    """A parser of integers of at least ``least`` (1 by default).
 
     Parameters
     ----------
     kind : how the messages name the value, e.g. ``"--samples"``.
+    least : the smallest value accepted.
 
     Returns
     -------
     Callable[[str], int]
-        Parses ``text`` as an ``int``; ``argparse.ArgumentTypeError`` when it is not an integer or is below 1.
+        Parses ``text`` as an ``int``; ``argparse.ArgumentTypeError`` when it is not an integer or is below ``least``.
     """
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{kind} must be at least 1, got {value}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{kind} must be at least {least}, got {value}")
         return value
 
     return parse

@@ -10,6 +10,7 @@ pages = [
     st.Page("pages/density.py", title="Sampling density", icon=":material/density_medium:"),
     st.Page("pages/plan.py", title="Plan", icon=":material/table_chart:"),
     st.Page("pages/images.py", title="Images", icon=":material/photo_library:"),
+    st.Page("pages/text.py", title="Text", icon=":material/notes:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 st.navigation(pages).run()

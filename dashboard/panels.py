@@ -9,11 +9,12 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from core.decompose import get_method
 from core.errors import RankscopeError
 from core.plan import Plan
 from core.profile import task_for
 from core.task import Metric, Scores, get_task
-from dashboard import cached, plots
+from dashboard import cached, plots, state
 from dashboard.format import capital, human, points, share
 from dashboard.state import Choice
 
@@ -109,7 +110,7 @@ def planned_against_baseline(c: Choice, plan: Plan, baseline_name: str, note: st
         st.stop()
     cols = st.columns(6)
     cost_metric(cols[0], "Parameters", counted["params"], base["params"], help="counted on the built model")
-    cost_metric(cols[1], "FLOPs / image", counted["flops"], base["flops"], help="counted on the built model; 1 MAC = 2 FLOPs")
+    cost_metric(cols[1], "FLOPs / sample", counted["flops"], base["flops"], help="counted on the built model; 1 MAC = 2 FLOPs")
     cost_metric(cols[2], "Latency (median)", latency_ms, dense_ms, "{:.2f} ms",
                 help=f"whole model at batch {c.batch}, measured; {baseline_name} {dense_ms:.2f} ms")
     with cols[3]:
@@ -157,3 +158,32 @@ def _picked(chart: str, restore: Callable[[int], None]) -> None:
     selected = st.session_state[chart]["selection"]["points"]
     if selected and selected[0].get("customdata") is not None:
         restore(int(selected[0]["customdata"]))
+
+
+PLAN_SOURCES = {"edit": "The plan under edit (Plan page)", "uniform": "One method on every layer"}
+
+
+def plan_choice(c: Choice, where, prefix: str, default_method: str) -> Plan:
+    """The plan a comparison page shows, chosen in column ``where``: the plan under edit, or ``default_method`` (or the
+    one picked) on every layer at a kept share of parameters (``core.plan.starting.make_plan``). The widgets keep
+    their values under ``<prefix>_source``, ``<prefix>_method`` and ``<prefix>_kept``; a plan that cannot be made
+    stops the page with its message."""
+    source = where.radio("Plan", list(PLAN_SOURCES), format_func=PLAN_SOURCES.get,
+                         **state.keep(f"{prefix}_source", "edit" if st.session_state.get("plan_for") == c.key else "uniform"))
+    if source == "edit":
+        plan, problems = state.current_plan(c)
+        if problems:
+            where.warning(f"{len(problems)} entries of the plan under edit have problems and stay dense (see the Plan "
+                          "page).")
+        return plan
+    methods = [m for m in dict.fromkeys(m for ms in cached.compressible(*c.key)["methods"] for m in ms)
+               if not get_method(m).needs_calibration]
+    method = where.selectbox("Method", methods,
+                             **state.keep(f"{prefix}_method", default_method if default_method in methods else methods[0]))
+    kept = where.slider("Keep % of each layer's parameters", 5, 95, step=5, format="%d %%",
+                        **state.keep(f"{prefix}_kept", 50))
+    try:
+        return cached.uniform_plan(*c.key, method, kept / 100)
+    except RankscopeError as err:
+        st.error(str(err))
+        st.stop()

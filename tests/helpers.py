@@ -22,3 +22,15 @@ def tiny_net() -> nn.Sequential:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10)).eval()
+
+
+def tiny_llama(**config):
+    """A seeded (``torch.manual_seed(0)``) transformers ``LlamaForCausalLM`` in eval mode: by default 2 layers of width 32,
+    4 query heads on 2 key/value heads (grouped-query attention), SwiGLU 64, vocabulary 64, context 64, tied
+    embeddings; ``config`` overrides any ``LlamaConfig`` field."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fields = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True) | config
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(**fields)).eval()

@@ -18,6 +18,18 @@ from core.decompose.registry import get_method
 METHODS = ("svd", "aa_svd")
 
 
+def factored_linear(linear: nn.Module, rank: int, method: str, calibration: torch.Tensor | None = None) -> nn.Module:
+    """``linear`` as ``Linear(in, rank) -> Linear(rank, out)`` by ``method`` of :data:`METHODS` (``svd`` without calibration).
+
+    Parameters
+    ----------
+    linear : the dense ``nn.Linear`` (left untouched).
+    rank : from 1 to ``min(in, out)``.
+    method : ``"svd"``, or ``"aa_svd"`` whitened by ``calibration``, a batch of the inputs ``linear`` receives.
+    """
+    return get_method(method if calibration is not None else "svd").build(linear, rank, calibration=calibration)
+
+
 @register_variant
 class LowRankQKVAttention(SoftmaxAttention):
     """Softmax attention with rank-``rank`` factored ``qkv`` and ``proj``.
@@ -42,8 +54,7 @@ class LowRankQKVAttention(SoftmaxAttention):
 
     def factored(self, linear: nn.Module, calibration: torch.Tensor | None) -> nn.Module:
         """``linear`` factored at ``self.rank`` by ``self.method`` (``svd`` when there is no calibration)."""
-        method = self.method if calibration is not None else "svd"
-        return get_method(method).build(linear, self.rank, calibration=calibration)
+        return factored_linear(linear, self.rank, self.method, calibration)
 
     def load_timm(self, parts: TimmParts, calibration: torch.Tensor | None) -> None:
         super().load_timm(parts, None)

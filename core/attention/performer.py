@@ -36,10 +36,16 @@ def orthogonal_features(features: int, dim: int, seed: int) -> torch.Tensor:
     return torch.cat(blocks)[:features] * lengths
 
 
-def positive_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool) -> torch.Tensor:
-    """``phi(x)`` ``(..., N, m)`` of pre-scaled ``x`` ``(..., N, d)``."""
+def positive_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool,
+                      shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``phi(x)`` ``(..., N, m)`` of pre-scaled ``x`` ``(..., N, d)``.
+
+    ``shift`` (broadcastable to ``(..., N, m)``) is subtracted from the exponent ``W x - |x|^2 / 2``; by default
+    the maximum of ``W x`` per row for queries and over all rows of a head for keys.
+    """
     wx = x @ projection.T
-    shift = wx.amax(-1, keepdim=True) if is_query else wx.amax((-2, -1), keepdim=True)
+    if shift is None:
+        shift = wx.amax(-1, keepdim=True) if is_query else wx.amax((-2, -1), keepdim=True)
     return (torch.exp(wx - x.square().sum(-1, keepdim=True) / 2 - shift.detach()) + EPS) / projection.shape[0] ** 0.5
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.bench import allocate, attention, dashboard, resample, speed, super_resolution, sweep
+from core.bench import allocate, attention, dashboard, language, resample, sensitivity, speed, super_resolution, sweep
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     allocate.add_parser(kinds)
     attention.add_parser(kinds)
     dashboard.add_parser(kinds)
+    language.add_parser(kinds)
     resample.add_parser(kinds)
     speed.add_parser(kinds)
     super_resolution.add_parser(kinds)
+    sensitivity.add_parser(kinds)
     sweep.add_parser(kinds)

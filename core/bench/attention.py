@@ -11,12 +11,18 @@ Two measurements, each a function returning a DataFrame (the dashboard reuses th
 - :func:`accuracy_table`: fmnist-vit with the variant in every block, top-1 on a fixed test subset
   zero-shot and after the same short fine-tune for every variant (:func:`core.recovery.distill`
   from the softmax model, which is the unchanged shipped model).
+- :func:`perplexity_table` (``--parts lm``): smollm2-135m with each causal variant
+  (:func:`core.attention.causal_variants`) in a few layers (the last four by default), perplexity on a few
+  windows of the evaluation plays zero-shot and after a short distillation from the unchanged model on windows
+  of the calibration works (``shakespeare`` ``train`` vs ``test``, windows shortened to ``--lm-window`` tokens).
 
-The last line printed is ``attention: nmf memory ratio at <N> = <x>, accuracy gap = <y> points``.
+With the ViT part (the default), the last line printed is ``attention: nmf memory ratio at <N> = <x>, accuracy gap
+= <y> points``; with the LM part alone, ``attention lm: ...`` (:func:`lm_summary_line`).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -25,7 +31,7 @@ import torch
 from timm.layers import Attention
 
 from core import argtypes
-from core.attention import list_variants, swap_attention, swap_model
+from core.attention import causal_variants, list_variants, swap_attention, swap_model
 from core.data import eval_subset, load_dataset
 from core.models import create_model
 from core.profile import count_flops, count_params, evaluate, measure_latency, measure_memory
@@ -41,6 +47,12 @@ FINETUNE = {"steps": 400, "batch_size": 32, "lr": 1e-3}
 # single-query softmax attention (``readout=1``, see core.attention._ham): without it, fmnist-vit's class token
 # has almost no path to the image and nmf fine-tuned to at best 68 % (rank 1, 250 steps, lr 5e-3; rank 8: 62 %).
 BENCH_HYPER: dict[str, dict[str, Any]] = {"nmf": {"readout": 1}, "pnmf": {"readout": 1}, "ntf": {"readout": 1}}
+# The LM part: smollm2-135m (C = 576, full rank 576) with the variant in its last four layers. distill fine-tunes every
+# weight, so the learning rate is a small one for a pretrained LM; windows are short so that a step takes seconds.
+LM_MODEL = "smollm2-135m"
+LM_LAYERS = (-4, -3, -2, -1)
+LM_SETTINGS = {"window": 128, "train_windows": 4, "test_windows": 4, "steps": 8, "batch_size": 2, "lr": 1e-4}
+LM_HYPER: dict[str, dict[str, Any]] = {"lowrank-qkv": {"rank": 144}}  # a quarter of full rank
 
 
 def length_sweep(variants: list[str], lengths: list[int] | tuple[int, ...] = LENGTHS, *, dim: int = 64, heads: int = 4,
@@ -127,6 +139,60 @@ def accuracy_table(variants: list[str], *, model_name: str = "fmnist-vit", sampl
     return pd.DataFrame(rows), reference
 
 
+def perplexity_table(variants: list[str] | None = None, *, model_name: str = LM_MODEL,
+                     layers: tuple[int, ...] | list[int] = LM_LAYERS, window: int = LM_SETTINGS["window"],
+                     train_windows: int = LM_SETTINGS["train_windows"], test_windows: int = LM_SETTINGS["test_windows"],
+                     steps: int = LM_SETTINGS["steps"], batch_size: int = LM_SETTINGS["batch_size"],
+                     lr: float = LM_SETTINGS["lr"], threads: int | None = None,
+                     hyper: dict[str, dict[str, Any]] | None = None) -> tuple[pd.DataFrame, float]:
+    """Perplexity of the causal LM ``model_name`` with each causal variant in ``layers``, zero-shot and distilled.
+
+    Parameters
+    ----------
+    variants : names from :func:`core.attention.causal_variants` (default: all of them).
+    model_name : a causal LM of the registry.
+    layers : attention layers swapped, as :func:`core.attention.chosen_layers` reads them.
+    window : tokens per window (the model's own context is cut to it, so a window costs little).
+    train_windows, test_windows : windows of the ``train`` split distilled on, of the ``test`` split scored.
+    steps, batch_size, lr : :func:`core.recovery.distill`'s settings, the same for every variant (the rest
+        :class:`~core.recovery.RecoveryConfig`'s defaults).
+    threads : CPU threads (``None``: torch's current count).
+    hyper : per-variant options (default :data:`LM_HYPER`).
+
+    Returns
+    -------
+    (pd.DataFrame, float)
+        Rows ``variant``, ``params`` (of the model), ``zero_shot``, ``fine_tuned`` (perplexities), ``ratio``
+        (``fine_tuned`` over the model's), ``finetune_s``; and the model's own perplexity.
+    """
+    variants = variants or causal_variants()
+    hyper = LM_HYPER if hyper is None else hyper
+    model, cfg = create_model(model_name)
+    cfg = dataclasses.replace(cfg, input_size=(window,))
+    test = load_dataset(f"shakespeare:{test_windows}", cfg)
+    train = load_dataset(f"shakespeare:{train_windows}", cfg, split="train")
+    config = RecoveryConfig(steps=steps, batch_size=batch_size, lr=lr)
+    rows = []
+    with torch_threads(threads):
+        reference = evaluate(model, test)["perplexity"]
+        for name in variants:
+            student = swap_model(model, name, layers=list(layers), **hyper.get(name, {}))
+            zero_shot = evaluate(student, test)["perplexity"]
+            start = time.perf_counter()
+            tuned = distill(student, model, train, config)
+            seconds = time.perf_counter() - start
+            fine_tuned = evaluate(tuned, test)["perplexity"]
+            rows.append({"variant": name, "params": count_params(tuned), "zero_shot": zero_shot, "fine_tuned": fine_tuned,
+                         "ratio": fine_tuned / reference, "finetune_s": seconds})
+    return pd.DataFrame(rows), reference
+
+
+def lm_summary_line(table: pd.DataFrame, reference: float, layers: int) -> str:
+    """``attention lm: perplexity <model's>; in <n> layers performer <zero-shot> -> <fine-tuned>, ...``."""
+    cells = ", ".join(f"{r.variant} {r.zero_shot:.2f} -> {r.fine_tuned:.2f}" for r in table.itertuples())
+    return f"attention lm: perplexity {reference:.2f}; in {layers} layers, zero-shot -> fine-tuned: {cells}"
+
+
 def summary_line(sweep: pd.DataFrame, accuracy: pd.DataFrame, variant: str = "nmf") -> str:
     """``attention: nmf memory ratio at <longest N> = <x>, accuracy gap = <y> points``."""
     longest = int(sweep["seq_len"].max())
@@ -158,7 +224,24 @@ def target_lines(sweep: pd.DataFrame, accuracy: pd.DataFrame) -> list[str]:
     return lines
 
 
+def run_lm(args: argparse.Namespace) -> str:
+    """The LM part: print its table and return its summary line."""
+    causal = set(causal_variants())
+    variants = [v for v in args.variants if v in causal] if args.variants else None
+    table, reference = perplexity_table(variants, layers=args.lm_layers, window=args.lm_window,
+                                        train_windows=args.lm_windows, test_windows=args.lm_windows, steps=args.lm_steps,
+                                        lr=args.lm_lr, threads=args.finetune_threads)
+    print(f"\n{LM_MODEL} perplexity on {args.lm_windows} test windows of {args.lm_window} tokens, model {reference:.2f}; "
+          f"causal variants in layers {list(args.lm_layers)} (options: {LM_HYPER}, others default); distilled "
+          f"{args.lm_steps} steps on {args.lm_windows} train windows, batch {LM_SETTINGS['batch_size']}, lr {args.lm_lr:g}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return lm_summary_line(table, reference, len(args.lm_layers))
+
+
 def run(args: argparse.Namespace) -> None:
+    if "vit" not in args.parts:
+        print(run_lm(args))
+        return
     variants = args.variants or list_variants()
     start = time.perf_counter()
     sweep = length_sweep(variants, args.lengths, dim=args.dim, heads=args.heads, batch=args.batch, threads=args.threads,
@@ -184,14 +267,18 @@ def run(args: argparse.Namespace) -> None:
               f"{args.steps} steps, batch {args.finetune_batch}, lr {args.lr:g}, {args.finetune_threads} thread(s), distilled from the model, "
               "the same for every variant")
         print(accuracy.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    lm_line = run_lm(args) if "lm" in args.parts else None
     for line in target_lines(sweep, accuracy):
         print(line)
+    if lm_line is not None:
+        print(lm_line)
     print(summary_line(sweep, accuracy))
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     """Register ``bench attention``."""
-    p = kinds.add_parser("attention", help="attention variants vs softmax: latency, memory, FLOPs by length; fmnist-vit accuracy")
+    p = kinds.add_parser("attention", help="attention variants vs softmax: latency, memory, FLOPs by length; fmnist-vit accuracy; "
+                                              "smollm2-135m perplexity (--parts lm)")
     p.add_argument("--variants", nargs="+", help="variants to compare (default: all; softmax is always measured)")
     p.add_argument("--lengths", nargs="+", type=argtypes.positive("--lengths"), default=list(LENGTHS), help="sequence lengths")
     p.add_argument("--dim", type=argtypes.positive("--dim"), default=64, help="layer width C (default 64, as fmnist-vit)")
@@ -208,4 +295,15 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     # fmnist-vit's small matmuls train faster on one thread of a busy 2-core machine than on two
     # (0.22 s against 0.93 s a step of batch 128, measured), and the bench must fit in 10 minutes.
     p.add_argument("--finetune-threads", type=argtypes.threads, default=1, help="CPU threads of the fine-tunes and evaluations (default 1)")
+    p.add_argument("--parts", nargs="+", choices=["vit", "lm"], default=["vit"],
+                   help="vit: the length sweep and fmnist-vit accuracy (default); lm: smollm2-135m perplexity with the "
+                        "causal variants (minutes)")
+    p.add_argument("--lm-layers", nargs="+", type=int, default=list(LM_LAYERS),
+                   help="smollm2-135m attention layers swapped (indices, negative from the end; default the last four)")
+    p.add_argument("--lm-window", type=argtypes.positive("--lm-window"), default=LM_SETTINGS["window"],
+                   help="tokens per shakespeare window of the LM part")
+    p.add_argument("--lm-windows", type=argtypes.positive("--lm-windows"), default=LM_SETTINGS["test_windows"],
+                   help="windows distilled on (train split) and scored (test split)")
+    p.add_argument("--lm-steps", type=int, default=LM_SETTINGS["steps"], help="distillation steps per variant (0: zero-shot only)")
+    p.add_argument("--lm-lr", type=float, default=LM_SETTINGS["lr"], help="distillation peak learning rate")
     p.set_defaults(func=run)

@@ -20,17 +20,20 @@ from core.profile import example_input
 from core.profile.checks import RUNTIMES
 from core.profile.context import torch_threads
 from core.speed import LayerTimes
-from core.sweep import DEFAULT_FOLDER, SweepCache, data_key, layer_methods, sweep, write_table
+from core.sweep import DEFAULT_FOLDER, RayExecutor, SweepCache, data_key, layer_methods, sweep, write_table
 from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.engine import SWEEP_SAMPLES
+from core.sweep.hybrid import hybrid_table
 from core.sweep.proxies import PROXIES, proxy_table
 
 
 def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, latency: bool, mix: bool = False,
-                split: str = "test") -> tuple[pd.DataFrame, Dataset]:
+                split: str = "test", executor: str | RayExecutor = "local") -> tuple[pd.DataFrame, Dataset]:
     """``(table, dataset)``: the sensitivity table of ``args``' grid (mixed methods when ``mix``) on a seeded subset of
-    ``split``, through the sweep cache; predicted by ``args.proxy`` (:mod:`core.sweep.proxies`) when it is set."""
+    ``split``, through the sweep cache; predicted by ``args.proxy`` (:mod:`core.sweep.proxies`) when it is set, only the
+    points that decide an allocation at ``args.hybrid_target`` scored exactly when that is set too
+    (:mod:`core.sweep.hybrid`), else computed by ``executor`` (:func:`core.sweep.sweep`)."""
     data_name = default_dataset(cfg, args.data)
     if not data_name:
         raise RankscopeError("a sweep scores the model: give evaluation data with --data")
@@ -45,25 +48,54 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
     def scored(done: int, total: int) -> None:
         print(f"\rscored {done}/{total} layers", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    proxy = getattr(args, "proxy", None)
+    proxy, hybrid = getattr(args, "proxy", None), getattr(args, "hybrid_target", None)
     with torch_threads(args.threads):
-        if proxy is not None:
+        if hybrid is not None:
+            table = hybrid_table(model, dataset, hybrid, example_input(cfg, 1), proxy=proxy, layers=args.layers,
+                                 methods=args.methods, points=args.points, mix=mix, multiple=rank_multiple(args),
+                                 cache=cache, progress=progress)
+        elif proxy is not None:
             table = proxy_table(model, dataset, proxy, layers=args.layers, methods=args.methods, points=args.points,
                                 mix=mix, multiple=rank_multiple(args), cache=cache, progress=scored)
         else:
             table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix,
                           multiple=rank_multiple(args), latency=latency, latency_batch=args.latency_batch, cache=cache,
-                          progress=progress)
+                          progress=progress, executor=executor)
     return table, dataset
+
+
+def sweep_executor(args: argparse.Namespace) -> str | RayExecutor:
+    """``--executor`` and ``--address`` as :func:`core.sweep.sweep`'s executor (checked before the model loads)."""
+    if args.executor != "ray":
+        if args.address is not None:
+            raise RankscopeError("--address is where a Ray cluster runs: give it with --executor ray")
+        return args.executor
+    if args.proxy is not None:
+        raise RankscopeError("--executor ray computes the exact sweep and a --proxy table is one pass: leave out one of them")
+    return RayExecutor(args.address)
+
+
+def hybrid_target(args: argparse.Namespace, target: Target | None) -> Target | None:
+    """``target`` when ``--hybrid`` asks for a hybrid sweep (checked: it needs ``--proxy``), else ``None``."""
+    if not args.hybrid:
+        return None
+    if args.proxy is None:
+        raise RankscopeError("--hybrid re-scores exactly what a proxy chose: give the proxy with --proxy")
+    return target
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     if args.proxy is not None and args.latency:
         raise RankscopeError("--latency times the built layers and a --proxy table builds none: leave out one of them")
+    args.hybrid_target = hybrid_target(args, Target("flops", args.hybrid) if args.hybrid else None)
+    executor = sweep_executor(args)
     model, cfg = load_model(args)
-    table, _ = sweep_table(args, model, cfg, latency=args.latency)
+    table, _ = sweep_table(args, model, cfg, latency=args.latency, executor=executor)
     write_table(table, args.out)
     made = f", predicted by the {args.proxy} proxy" if args.proxy is not None else ""
+    if args.hybrid_target is not None:
+        made = (f", scored exactly where the {args.proxy} proxy's plan at {args.hybrid:g} of the FLOPs is decided, of "
+                f"{table.attrs['grid_points']} in the grid")
     print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points{made})")
 
 
@@ -79,6 +111,9 @@ def rank_multiple(args: argparse.Namespace) -> int:
 def cmd_allocate(args: argparse.Namespace) -> None:
     kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
     check_writable(args.out)  # before loading the model and sweeping, not after
+    args.hybrid_target = hybrid_target(args, Target(kind, fraction))
+    if args.proxy is not None and args.allocator not in NEEDS_TABLE:
+        raise RankscopeError(f"--proxy makes a sweep table and the {args.allocator} allocator reads none")
     model, cfg = load_model(args)
     table, layers, data = None, None, None
     if args.allocator in NEEDS_TABLE:
@@ -128,6 +163,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="predict every point from one pass over the data instead of evaluating it: whitened (calibration "
                         "output error), taylor (first-order loss change), fisher (diagonal-Fisher loss increase) or "
                         "energy (weight energy dropped); --samples is the calibration size")
+    p.add_argument("--hybrid", type=argtypes.fraction("--hybrid"), default=None, metavar="FLOPS",
+                   help="with --proxy: score exactly only the points that decide a plan at this share of the FLOPs "
+                        "(the proxy everywhere else decides where to look; the table holds the exact rows)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the points are computed: local (this process) or ray (a Ray cluster, one task per layer; "
+                        "needs pip install 'rankscope[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster to join, auto (the one `ray start` made this machine part of) "
+                        "or HOST:PORT of its head (default: a local Ray instance for this sweep)")
     p.add_argument("--out", required=True, help="table to write (.csv)")
     p.set_defaults(func=cmd_sweep)
 
@@ -143,5 +187,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="runtime the layers are timed on (latency targets, and the latency every plan reports)")
     add_sweep_args(p)
+    p.add_argument("--proxy", choices=PROXIES, default=None,
+                   help="allocate from a proxy's table (one pass, core.sweep.proxies) instead of the exact sweep's")
+    p.add_argument("--hybrid", action="store_true",
+                   help="with --proxy: score exactly the points that decide the plan at the target, allocate from them")
     p.add_argument("--out", required=True, help="plan file to write (.yaml or .json)")
     p.set_defaults(func=cmd_allocate)

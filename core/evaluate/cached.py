@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +175,31 @@ def _clone(v: Any) -> Any:
     return v.clone() if isinstance(v, torch.Tensor) else v
 
 
+def _batch_first(values: Any, batch: int) -> bool:
+    """Whether every leaf of ``values`` is a tensor whose first dimension is the batch of ``batch`` examples."""
+    leaves: list[Any] = []
+    tree_map(leaves.append, values)
+    return all(isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == batch for v in leaves)
+
+
+class Stacked(nn.Module):
+    """Variants of one layer on a stacked batch: the ``j``-th of ``len(variants)`` equal slices goes through ``variants[j]``.
+
+    Every tensor argument is split along its first dimension; the outputs are concatenated back in order.
+    """
+
+    def __init__(self, variants: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.variants = nn.ModuleList(variants)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        k = len(self.variants)
+        split = [a.chunk(k) if isinstance(a, torch.Tensor) else [a] * k for a in args]
+        named = {n: v.chunk(k) if isinstance(v, torch.Tensor) else [v] * k for n, v in kwargs.items()}
+        return torch.cat([m(*(s[j] for s in split), **{n: v[j] for n, v in named.items()})
+                          for j, m in enumerate(self.variants)])
+
+
 class LayerEvaluator:
     """A task's scores of ``model`` on ``dataset`` with chosen layers replaced, re-running only what changes.
 
@@ -267,6 +292,75 @@ class LayerEvaluator:
             if path == "cached":
                 raise RankscopeError(f"cannot evaluate {', '.join(sorted(replacements))} from cached activations: {cut}")
             return self._run_swapped(replacements, progress, cancel)
+
+    def evaluate_variants(
+        self,
+        layer: str,
+        variants: Sequence[nn.Module],
+        *,
+        stack: int = 8,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list[Scores]:
+        """The scores of the model with each of ``variants`` in place of ``layer``, several in one pass.
+
+        Up to ``stack`` variants share one run of the suffix (the network after ``layer``) per batch: every
+        cached frontier value is repeated once per variant along the batch, the slot of ``layer`` holds a
+        module sending the ``j``-th copy of its input through the ``j``-th variant, and the suffix's outputs
+        are split back per variant. Each example still goes through exactly the operations of
+        :meth:`evaluate`, one variant at a time; the stacked pass has fewer, larger kernel calls.
+
+        When the layer cannot use the cached cut, a frontier value is not a batch-first tensor (a shape
+        number read before the layer, say), or ``stack`` is 1, each variant is evaluated with :meth:`evaluate`.
+
+        Parameters
+        ----------
+        layer : module path of the layer the variants stand in for.
+        variants : modules with the layer's inputs and outputs.
+        stack : most variants per suffix pass (memory grows with it: ``stack`` times the suffix's activations).
+        cancel : called before each batch; ``True`` stops with :class:`~core.profile.Cancelled`.
+
+        Raises
+        ------
+        RankscopeError
+            An unknown layer, ``stack`` below 1.
+        Cancelled
+            ``cancel()`` returned ``True``.
+        """
+        if stack < 1:
+            raise RankscopeError(f"stack must be at least 1, got {stack}")
+        variants = [m.to(self.device).eval() for m in variants]
+        with self._lock, torch.no_grad():
+            cut = self._cut(frozenset({layer}))
+            if not isinstance(cut, Cut) or stack == 1 or len(variants) < 2:
+                return [self.evaluate({layer: m}, cancel=cancel) for m in variants]
+            if cut.frontier is None:
+                cut.frontier = [cut.prefix(images) for images, _ in self.batches]
+                cut.nbytes = _nbytes(cut.frontier)
+                self._evict()
+            if not all(_batch_first(values, len(labels)) for values, (_, labels) in zip(cut.frontier, self.batches)):
+                return [self.evaluate({layer: m}, cancel=cancel) for m in variants]
+            scores: list[Scores] = []
+            for start in range(0, len(variants), stack):
+                scores += self._run_stacked(cut, layer, variants[start:start + stack], cancel)
+            return scores
+
+    def _run_stacked(self, cut: Cut, layer: str, variants: list[nn.Module],
+                     cancel: Callable[[], bool] | None) -> list[Scores]:
+        """One suffix pass per batch for all ``variants`` of ``layer`` (see :meth:`evaluate_variants`)."""
+        tallies = [self.task.tally() for _ in variants]
+        setattr(cut.suffix, cut.slots[layer], Stacked(variants))
+        try:
+            for i, (_, labels) in enumerate(self.batches):
+                if cancel is not None and cancel():
+                    raise Cancelled(f"evaluation cancelled after {i} of {len(self.batches)} batches")
+                repeated = tree_map(lambda v: torch.cat([v] * len(variants)) if isinstance(v, torch.Tensor) else v,
+                                    cut.frontier[i])
+                outputs = cut.suffix(*repeated).chunk(len(variants))
+                for tally, out in zip(tallies, outputs):
+                    tally.add(out, labels, self.references[i] if self.references else None)
+        finally:
+            setattr(cut.suffix, cut.slots[layer], self.model.get_submodule(layer))
+        return [scores_of(self.task, t) for t in tallies]
 
     # --- the two paths -----------------------------------------------------------------------
     def _run(self, forward: Callable[[int], torch.Tensor], progress: Progress | None,

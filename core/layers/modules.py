@@ -30,8 +30,10 @@ def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 def layer_inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
     """The input tensor each named module receives when ``model`` runs on ``example`` (one no-grad pass,
-    :func:`core.hooks.first_calls`)."""
-    return {name: args[0] for name, (args, _) in first_calls(model, example, names).items()}
+    :func:`core.hooks.first_calls`): its first positional argument, or ``hidden_states`` for a module called with
+    keywords only (a transformers ``LlamaAttention``)."""
+    return {name: args[0] if args else kwargs["hidden_states"]
+            for name, (args, kwargs) in first_calls(model, example, names).items()}
 
 
 def layer_input(model: nn.Module, path: str, images: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,25 @@ class CausalLM(nn.Module):
         return self.causal_lm(input_ids=input_ids, use_cache=False).logits  # (B, T, V)
 
 
+def context_length(model: CausalLM) -> int:
+    """The most tokens ``model`` reads and writes in one sequence: its config's ``max_position_embeddings``
+    (8192 for SmolLM2-135M)."""
+    return int(model.config.max_position_embeddings)
+
+
+def check_prompt_length(model: CausalLM, n_prompt: int, n_new: int) -> None:
+    """Raise a one-line :class:`RankscopeError` unless a prompt of ``n_prompt`` tokens (at least one) and ``n_new``
+    generated tokens (at least one) fit in :func:`context_length` of ``model``."""
+    if n_prompt < 1:
+        raise RankscopeError("the prompt is empty: give some text for the model to continue")
+    if n_new < 1:
+        raise RankscopeError(f"{n_new} new tokens asked for: generate at least one")
+    context = context_length(model)
+    if n_prompt + n_new > context:
+        raise RankscopeError(f"prompt of {n_prompt} tokens + {n_new} new tokens exceeds the context of {context} "
+                             "tokens: shorten the prompt or ask for fewer new tokens")
+
+
 def _one_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from core.attention import attention_paths, list_variants, swap_attention, variant_options
+from core.attention import attention_paths, get_causal_variant, list_variants, model_variants, swap_attention, variant_options
 from core.decompose.rank import rank_problem
 from core.decompose.registry import get_method, list_methods
-from core.errors import close_matches_hint
+from core.errors import RankscopeError, close_matches_hint
 from core.plan.entry import ATTENTION, GROUP_METHODS, LayerEntry
 from core.prune import SCORES, needs_gradients, prunable_groups, prune_model
 from core.resample import channel_groups, resample_model
@@ -78,6 +78,11 @@ def attention_problem(model: nn.Module, path: str, entry: LayerEntry) -> str | N
     if entry.variant not in list_variants():
         return f"unknown attention variant {entry.variant!r}{close_matches_hint(str(entry.variant), list_variants())} " \
                f"(known: {', '.join(list_variants())})"
+    if entry.variant not in model_variants(model):
+        try:
+            get_causal_variant(str(entry.variant))
+        except RankscopeError as err:
+            return str(err)
     options = variant_options(entry.variant)
     if entry.rank is not None and "rank" not in options:
         return f"{entry.variant} has no rank; give its size in options ({', '.join(options)})"

@@ -35,6 +35,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from core.errors import RankscopeError
 from core.models.capsnet import CapsNet, CapsuleRouting
 from core.profile.context import prepared
 
@@ -207,7 +208,16 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> dict[str, Channel
     -------
     dict[str, ChannelGroup]
         Groups ordered by the position of their root layer in ``model.named_modules()``.
+
+    Raises
+    ------
+    RankscopeError
+        A transformers language model: its groups (heads, MLP channels) are not modelled here, and torch-pruning's
+        dependency graph of SmolLM2's 30 layers took over 3 minutes to build before giving none that resample.
     """
+    if hasattr(model, "causal_lm"):
+        raise RankscopeError("channel groups of a language model are not supported: resample or prune a conv or "
+                             "vision-transformer network")
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
     with warnings.catch_warnings(), prepared(model, example.device):

@@ -1,7 +1,8 @@
 """Sensitivity sweeps (one layer changed at a time), proxies that predict them from one pass, their on-disk cache,
 and rank allocators built on them."""
 from core.sweep.cache import DEFAULT_FOLDER, SweepCache, data_key
-from core.sweep.engine import layer_methods, sweep, sweep_grid
+from core.sweep.distributed import RayExecutor
+from core.sweep.engine import EXECUTORS, Executor, InProcess, layer_methods, sweep, sweep_grid
 from core.sweep.naive import naive_sweep
 from core.sweep.table import COLUMNS, DENSE, MODEL, Point, PointKey, read_table, write_table
 from core.sweep.budget import Allocation, Problem, Target
@@ -16,11 +17,15 @@ __all__ = [
     "COLUMNS",
     "DEFAULT_FOLDER",
     "DENSE",
+    "EXECUTORS",
+    "Executor",
+    "InProcess",
     "MODEL",
     "PROXIES",
     "Point",
     "PointKey",
     "Problem",
+    "RayExecutor",
     "SweepCache",
     "Target",
     "agreement",

@@ -11,13 +11,18 @@ model (:func:`core.profile.latency.capture_inputs`, :func:`core.profile.latency.
 The table (columns in :mod:`core.sweep.table`) also holds the dense baseline: one row per layer and one
 for the whole model. With a :class:`~core.sweep.cache.SweepCache` rows already on disk are read, not
 recomputed, so an identical sweep is a file read and a larger one computes only the points it lacks.
-Everything runs on the CPU with torch's current thread count.
+
+The missing rows are computed in :class:`Group` s (the model and dense rows, then each layer's points) by an
+:class:`Executor`: :class:`InProcess` by default, or :class:`~core.sweep.distributed.RayExecutor` on a Ray
+cluster; each group's rows are merged into the table and the cache as they arrive. Everything runs on the CPU
+with torch's current thread count (a Ray worker sets the same).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -33,8 +38,9 @@ from core.plan.cost import entry_cost, layer_sites
 from core.profile import Cancelled, count_flops, count_params, task_for
 from core.profile.latency import capture_inputs, time_calls
 from core.sweep.cache import SweepCache
+from core.sweep.distributed import RayExecutor
 from core.sweep.table import DENSE, MODEL, Point, PointKey, columns, empty_table, key_of, score_columns
-from core.task import Task
+from core.task import Scores, Task
 
 Row = dict[str, Any]
 SWEEP_SAMPLES = 1000  # default evaluation subset of `rankscope sweep` and `rankscope allocate`
@@ -137,13 +143,41 @@ class _Measurer:
         """The row of ``key``: ``known``'s accuracy and costs when it has them, latency measured when asked for."""
         module = self.model if key.layer == MODEL else self.model.get_submodule(key.layer)
         built = module
-        if key.method != DENSE:
+        if key.method != DENSE and (known is None or latency):
             method = get_method(key.method)
             built = method.build(module, parse_rank(key.rank, method.rank_arity))
         row = dict(known) if known is not None else self._scored(key, module, built, base, cancel)
         if latency:
             row.update(self.latency(built, key.layer))
         return row
+
+    def layer_rows(self, layer: str, keys: Sequence[PointKey], known: Mapping[PointKey, Row], base: Row | None,
+                   latency: bool, cancel: Callable[[], bool] | None = None, stack: int = 1) -> list[Row]:
+        """The rows of one :class:`Group`, in the order of ``keys``: the one place a group is scored.
+
+        Parameters
+        ----------
+        layer : the group's layer (:data:`~core.sweep.table.MODEL` for the group of the model and dense rows).
+        keys : the rows to compute: points of ``layer``, or (the baseline group) the model row first, then dense rows.
+        known : cached rows among ``keys`` whose scores are kept (only their latency is measured).
+        base : the model row, whose scores the dense rows copy (the one computed here when ``keys`` holds it).
+        latency, cancel, stack : see :func:`sweep`.
+        """
+        scored = {}
+        fresh = [k for k in keys if k not in known and k.method != DENSE]
+        if stack > 1 and len(fresh) > 1:  # all the layer's new points through the suffix, ``stack`` at a time
+            module = self.model.get_submodule(layer)
+            built = {k: get_method(k.method).build(module, parse_rank(k.rank, get_method(k.method).rank_arity))
+                     for k in fresh}
+            results = self.evaluator.evaluate_variants(layer, list(built.values()), stack=stack, cancel=cancel)
+            scored = {k: self._point_row(k, module, result) for k, result in zip(fresh, results)}
+        rows: list[Row] = []
+        for key in keys:
+            row = self.row(key, known.get(key, scored.get(key)), base, latency, cancel)
+            if key.layer == MODEL:
+                base = row
+            rows.append(row)
+        return rows
 
     def _scored(self, key: PointKey, module: nn.Module, built: nn.Module, base: Row | None,
                 cancel: Callable[[], bool] | None) -> Row:
@@ -156,12 +190,106 @@ class _Measurer:
         if key.method == DENSE:
             cost = entry_cost(module, None, self.sites[key.layer])
             return row | {"params": cost.params, "flops": cost.flops} | {k: v for k, v in base.items() if k not in row and k not in ("params", "flops")}
+        return self._point_row(key, module, self.evaluator.evaluate({key.layer: built}, cancel=cancel))
+
+    def _point_row(self, key: PointKey, module: nn.Module, result: Scores) -> Row:
+        """The row of point ``key`` of layer ``module`` scored ``result``: its scores and its costs at the layer's site."""
         method = get_method(key.method)
         rank = parse_rank(key.rank, method.rank_arity)
         cost = entry_cost(module, LayerEntry(key.method, rank), self.sites[key.layer])
-        row["fraction"] = rank_fraction(method, module, rank)
-        result = self.evaluator.evaluate({key.layer: built}, cancel=cancel)
-        return row | {"params": cost.params, "flops": cost.flops} | score_columns(result)
+        return {"layer": key.layer, "method": key.method, "rank": key.rank, "fraction": rank_fraction(method, module, rank),
+                "latency_ms": float("nan"), "latency_batch": 0, "latency_threads": 0,
+                "params": cost.params, "flops": cost.flops} | score_columns(result)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rows scored together: the model and dense rows (``layer`` :data:`~core.sweep.table.MODEL`), or the missing
+    points of one layer, so that the activations entering it are computed once for all of them.
+
+    ``known``: cached rows among ``keys`` that only lack a latency; ``base``: the cached model row (``None`` when
+    the group computes it, or holds no dense row).
+    """
+
+    layer: str
+    keys: tuple[PointKey, ...]
+    known: dict[PointKey, Row] = field(default_factory=dict)
+    base: Row | None = None
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """What every group of one sweep shares besides the model and data: how rows are measured.
+
+    ``threads`` is the driver's torch thread count; a worker scores with exactly as many, so that its rows are
+    bit for bit the in-process ones (a reduction split over another number of threads may round differently).
+    """
+
+    task: Task
+    layers: tuple[str, ...]
+    batch_size: int
+    latency: bool
+    latency_batch: int
+    latency_repeats: int
+    threads: int
+    stack: int = 1
+
+    def measurer(self, model: nn.Module, dataset: Any) -> _Measurer:
+        """A measurer of ``model`` on ``dataset`` with this job's settings."""
+        return _Measurer(model, dataset, self.task, list(self.layers), self.batch_size, self.latency_batch,
+                         self.latency_repeats)
+
+    def score(self, measurer: _Measurer, group: Group, cancel: Callable[[], bool] | None = None) -> list[Row]:
+        """``group``'s rows (:meth:`_Measurer.layer_rows`)."""
+        return measurer.layer_rows(group.layer, group.keys, group.known, group.base, self.latency, cancel, self.stack)
+
+
+OnRows = Callable[[list[Row]], None]  # called with each group's rows as they arrive
+
+
+class Executor(Protocol):
+    """Computes the groups of a sweep and hands each one's rows to ``on_rows`` as it is done (in any order)."""
+
+    def run(self, job: SweepJob, model: nn.Module, dataset: Any, groups: Sequence[Group], on_rows: OnRows,
+            cancel: Callable[[], bool] | None = None) -> None:
+        """Compute every group of ``groups``; raise :class:`~core.profile.Cancelled` when ``cancel()`` is true."""
+        ...
+
+
+class InProcess:
+    """The default executor: the groups one after another in this process, with one measurer for all."""
+
+    def run(self, job: SweepJob, model: nn.Module, dataset: Any, groups: Sequence[Group], on_rows: OnRows,
+            cancel: Callable[[], bool] | None = None) -> None:
+        """See :class:`Executor`; ``cancel`` is also called before each evaluation batch."""
+        measurer = job.measurer(model, dataset)
+        for group in groups:
+            if cancel is not None and cancel():
+                raise Cancelled("sweep cancelled")
+            on_rows(job.score(measurer, group, cancel))
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {"local": InProcess, "ray": RayExecutor}
+
+
+def executor_named(executor: str | Executor) -> Executor:
+    """``executor`` itself, or a new one of :data:`EXECUTORS` by name (``"ray"``: a local Ray instance)."""
+    if not isinstance(executor, str):
+        return executor
+    if executor not in EXECUTORS:
+        raise RankscopeError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    return EXECUTORS[executor]()
+
+
+def sweep_groups(keys: Sequence[PointKey], rows: Mapping[PointKey, Row]) -> list[Group]:
+    """``keys`` (model row, dense rows, then the points layer by layer) in :class:`Group` s: the baseline rows
+    first, then each layer's points; ``rows`` holds the cached rows (those of ``keys`` only lack a latency)."""
+    grouped: dict[str, list[PointKey]] = {}
+    for key in keys:
+        grouped.setdefault(MODEL if key.method == DENSE else key.layer, []).append(key)
+    base = rows.get(PointKey(MODEL, DENSE, ""))
+    return [Group(layer, tuple(ks), {k: rows[k] for k in ks if k in rows}, base if layer == MODEL else None)
+            for layer, ks in grouped.items()]
 
 
 def _needs_work(row: Row | None, latency: bool, batch: int) -> bool:
@@ -189,6 +317,9 @@ def sweep(
     cache: SweepCache | None = None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    executor: str | Executor = "local",
+    select: Collection[PointKey] | None = None,
+    stack: int = 1,
 ) -> pd.DataFrame:
     """Sensitivity table of ``model`` on ``dataset``: every point of :func:`sweep_grid`, one layer changed at a time.
 
@@ -203,8 +334,16 @@ def sweep(
     latency : also time each layer at each rank (and the dense layers and model) on a batch of ``latency_batch``,
         median of ``latency_repeats`` calls after 3 warm-up calls.
     cache : read rows from and write rows to this cache (keyed by the model's weights hash, ``cache.data``, task and method).
-    progress : called with ``(rows done, rows to compute)`` after each computed row.
-    cancel : called before each row and each evaluation batch; ``True`` stops the sweep.
+    progress : called with ``(rows done, rows to compute)`` for each computed row, as its layer's rows arrive.
+    cancel : called before each layer's rows (and, in process, each evaluation batch); ``True`` stops the sweep.
+    select : only the grid's points among these keys (and the dense rows of their layers); ``None``: all of them.
+    stack : ranks of one layer scored in one pass of the network after it
+        (:meth:`core.evaluate.cached.LayerEvaluator.evaluate_variants`); the numbers are the same as one at a time
+        (tested bit for bit), the speed is not: on this project's CPU, at batch 256, stacking is slower (larger
+        batches fall out of cache), so 1 is the default.
+    executor : where the missing rows are computed, one :class:`Group` at a time: ``"local"`` (:class:`InProcess`,
+        this process), ``"ray"`` (:class:`~core.sweep.distributed.RayExecutor` on a local Ray instance), or an
+        :class:`Executor` such as ``RayExecutor(address="auto")``. The table is the same whichever computes it.
 
     Returns
     -------
@@ -214,11 +353,15 @@ def sweep(
     Raises
     ------
     Cancelled
-        ``cancel()`` returned ``True``; the rows computed so far are in the cache.
+        ``cancel()`` returned ``True``; the layers whose rows were all computed are in the cache.
     RankscopeError
-        A bad grid (see :func:`layer_methods`).
+        A bad grid (see :func:`layer_methods`), an unknown executor, a Ray cluster out of reach.
     """
     grid = sweep_grid(model, layers, methods, points, mix=mix, multiple=multiple)
+    if select is not None:
+        grid = [p for p in grid if p.key in select]
+        if not grid:
+            raise RankscopeError("none of the selected points is in the sweep's grid")
     chosen = list(dict.fromkeys(p.layer for p in grid))
     keys = [PointKey(MODEL, DENSE, "")] + [PointKey(path, DENSE, "") for path in chosen] + [p.key for p in grid]
     task = task_for(dataset, task)
@@ -229,17 +372,22 @@ def sweep(
     rows: dict[PointKey, Row] = {key_of(r): r for r in cached.to_dict("records")}
     todo = [key for key in keys if _needs_work(rows.get(key), latency, latency_batch)]
     if todo:
-        measurer = _Measurer(model, dataset, task, chosen, batch_size, latency_batch, latency_repeats)
-        try:
-            for done, key in enumerate(todo):
-                if cancel is not None and cancel():
-                    raise Cancelled(f"sweep cancelled after {done} of {len(todo)} rows")
-                rows[key] = measurer.row(key, rows.get(key), rows.get(keys[0]), latency, cancel)
+        job = SweepJob(task, tuple(chosen), batch_size, latency, latency_batch, latency_repeats, torch.get_num_threads(),
+                       stack)
+        done = 0
+
+        def arrived(computed: list[Row]) -> None:
+            nonlocal done
+            for row in computed:
+                rows[key_of(row)] = row
+                done += 1
                 if progress is not None:
-                    progress(done + 1, len(todo))
-                if cache is not None and done + 1 < len(todo) and todo[done + 1].layer != key.layer:
-                    cache.save(weights, pd.DataFrame(rows.values(), columns=table_columns))
-        finally:
+                    progress(done, len(todo))
             if cache is not None:
-                cache.save(weights, pd.DataFrame(rows.values(), columns=table_columns))
+                cache.save(weights, pd.DataFrame(computed, columns=table_columns))
+
+        try:
+            executor_named(executor).run(job, model, dataset, sweep_groups(todo, rows), arrived, cancel)
+        except Cancelled:
+            raise Cancelled(f"sweep cancelled after {done} of {len(todo)} rows") from None
     return pd.DataFrame([rows[key] for key in keys], columns=table_columns)

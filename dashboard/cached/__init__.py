@@ -6,7 +6,8 @@ so a page writes ``cached.scores(...)``.
 - :mod:`.layer_study`: one layer rebuilt at a rank, its latency, spectra and output error;
 - :mod:`.sweeps`: sensitivity sweeps through the on-disk sweep cache, and allocators filling a plan from them;
 - :mod:`.channel_groups`: channel groups' capacity estimates and spectra;
-- :mod:`.images`: a super-resolution model's set5-like photos upscaled, dense and by a plan, and crops compared.
+- :mod:`.images`: a super-resolution model's set5-like photos upscaled, dense and by a plan, and crops compared;
+- :mod:`.text`: a language model's and a plan's compressed model's greedy continuations of a prompt, scored by both.
 
 Resources (``st.cache_resource``) are shared, not copied: models, datasets, evaluators, built layers. Data
 (``st.cache_data``) is cached by value: tables, profiles, scores, counts.
@@ -43,6 +44,7 @@ from dashboard.cached.plans import (
     scores,
 )
 from dashboard.cached.sweeps import allocation, layer_times, needs_sweep, run_sweep, swept
+from dashboard.cached.text import continuations, prompt_length, tokenizer_folder
 
 __all__ = [
     "FALLBACK_DATA",
@@ -55,6 +57,7 @@ __all__ = [
     "capacities",
     "comparison",
     "compressible",
+    "continuations",
     "data_name",
     "error_curve",
     "eval_data",
@@ -76,6 +79,7 @@ __all__ = [
     "planned_model",
     "probe_inputs",
     "profile",
+    "prompt_length",
     "replacement",
     "run_sweep",
     "scores",
@@ -84,6 +88,7 @@ __all__ = [
     "sr_photos",
     "swept",
     "test_set",
+    "tokenizer_folder",
     "uniform_plan",
     "upscaled",
     "weights_digest",

@@ -8,15 +8,22 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-from core.profile import Cancelled, example_input
+from core.plan import weights_hash
+from core.profile import Cancelled, example_input, task_for
 from core.profile.context import torch_threads
 from core.speed import LayerTimes
-from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, sweep
+from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, proxy_table, sweep
+from core.sweep.hybrid import hybrid_table
 from core.sweep.allocate import NEEDS_TABLE
 from dashboard.cached.models import data_name, eval_data, model_and_cfg
 
 if TYPE_CHECKING:  # dashboard.state imports this package: the types only, no import cycle
     from dashboard.state import Choice, Grid
+
+
+def sweep_cache(c: Choice) -> SweepCache:
+    """The on-disk sweep cache of the chosen evaluation subset (shared by the exact, proxy and hybrid sweeps)."""
+    return SweepCache(data_key(data_name(c.model, c.arch, c.data), c.samples, 0), Path(st.session_state["sweep_folder"]))
 
 
 def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
@@ -25,11 +32,37 @@ def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cance
     ``latency`` times every point at the chosen batch and threads. Each point is scored under the evaluation data's
     task (``core.profile.task_for``). Raises ``RankscopeError`` for a bad grid, ``Cancelled`` when ``cancel()`` says so.
     """
-    cache = SweepCache(data_key(data_name(c.model, c.arch, c.data), c.samples, 0), Path(st.session_state["sweep_folder"]))
     with torch_threads(c.threads):
         return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
-                     methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch, cache=cache,
-                     progress=progress, cancel=cancel)
+                     methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch,
+                     cache=sweep_cache(c), progress=progress, cancel=cancel)
+
+
+def run_proxy(c: Choice, g: Grid, proxy: str, *, progress=None) -> pd.DataFrame:
+    """``core.sweep.proxy_table`` of grid ``g`` by ``proxy`` on the evaluation subset, through the sweep cache (under
+    the proxy's own key). Raises ``RankscopeError`` for a bad grid or a proxy the data cannot give."""
+    with torch_threads(c.threads):
+        return proxy_table(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), proxy,
+                           layers=list(g.layers) or None, methods=list(g.methods) or None, points=g.points,
+                           cache=sweep_cache(c), progress=progress)
+
+
+def run_hybrid(c: Choice, g: Grid, proxy: str, flops: float, *, progress=None) -> pd.DataFrame:
+    """``core.sweep.hybrid.hybrid_table`` of grid ``g`` for a plan at ``flops`` of the FLOPs: ``proxy`` over every point,
+    the exact sweep on the points the allocation turns on (their rows join the sweep cache the exact sweep reads)."""
+    model, cfg = model_and_cfg(*c.key)
+    with torch_threads(c.threads):
+        return hybrid_table(model, eval_data(c.model, c.arch, c.samples, c.data), Target("flops", flops),
+                            example_input(cfg, 1), proxy=proxy, layers=list(g.layers) or None,
+                            methods=list(g.methods) or None, points=g.points, cache=sweep_cache(c), progress=progress)
+
+
+def exact_rows(c: Choice, table: pd.DataFrame) -> pd.DataFrame:
+    """The exact sweep's rows the sweep cache holds for the points of ``table`` (any subset; none computed)."""
+    model = model_and_cfg(*c.key)[0]
+    task = task_for(eval_data(c.model, c.arch, c.samples, c.data))
+    rows = sweep_cache(c).load(weights_hash(model), task, sorted(set(table["method"])))
+    return rows.merge(table[["layer", "method", "rank"]], on=["layer", "method", "rank"])
 
 
 def swept(c: Choice, g: Grid, latency: bool = False) -> pd.DataFrame | None:

@@ -3,7 +3,7 @@ attention in every block or in chosen ones; its scores, parameters, FLOPs, laten
 model; latency and memory against sequence length; the choice exported into the plan."""
 import streamlit as st
 
-from core.attention import attention_paths, list_variants, variant_options, vit_seq_len
+from core.attention import attention_paths, model_variants, variant_options, vit_seq_len
 from core.bench.attention import length_sweep
 from core.errors import RankscopeError
 from core.plan import LayerEntry, Plan
@@ -23,7 +23,10 @@ if not paths:
             "on the Model page.")
     st.stop()
 tokens = vit_seq_len(model) or 0
-width = model.get_submodule(paths[0]).qkv.in_features if hasattr(model.get_submodule(paths[0]), "qkv") else 0
+first = model.get_submodule(paths[0])
+language = hasattr(model, "causal_lm")  # a causal LM: only the variants that can be causal are offered
+width = model.config.hidden_size if language else first.qkv.in_features if hasattr(first, "qkv") else 0
+offered = model_variants(model)
 try:
     scored_on = panels.evaluation_note(c)
 except RankscopeError as err:
@@ -33,7 +36,12 @@ st.caption(f"{cfg.name}: {len(paths)} attention module(s), {tokens} tokens of wi
            f"latency and memory at batch {c.batch}, {c.threads} thread(s)")
 
 left, right = st.columns([1, 2])
-variant = left.selectbox("Variant", list_variants(), **state.keep("att_variant", "nmf"))
+if language:
+    st.caption(f"A causal language model: {', '.join(offered)} only. Linformer, Nyström and the factorizations mix every "
+               "token of the sequence, later ones included, so they cannot be causal.")
+if st.session_state.get("att_variant") not in offered:
+    st.session_state["att_variant"] = "nmf" if "nmf" in offered else "performer"
+variant = left.selectbox("Variant", offered, **state.keep("att_variant"))
 every = left.radio("Replace attention in", ["every block", "chosen blocks"], horizontal=True, **state.keep("att_scope", "every block"))
 chosen = paths
 if every == "chosen blocks":
@@ -66,11 +74,13 @@ if st.button("Put this choice into the plan", help="the Plan and Export pages sh
     state.set_plan_entries(current)
     st.toast(f"{variant} is in the plan for {len(entries)} block(s)")
 
+if language:
+    st.stop()  # the length sweep below times a timm layer: it says nothing about a causal LM's attention
 st.subheader("Against sequence length")
 st.caption(f"One attention layer of this model's width ({width}) with its heads, seeded weights, batch 1, {c.threads} "
            "thread(s); every variant is measured in this process with the hyperparameters above where they apply.")
 a, b = st.columns([2, 1])
-shown = a.multiselect("Variants", list_variants(), **state.keep("att_curve_variants", ["softmax", variant]))
+shown = a.multiselect("Variants", offered, **state.keep("att_curve_variants", ["softmax", variant]))
 longest = b.select_slider("Longest sequence", [256, 512, 1024, 2048, 4096, 8192, 16384], **state.keep("att_longest", 2048))
 if st.button("Measure against sequence length", disabled=not shown):
     lengths = [n for n in (256, 512, 1024, 2048, 4096, 8192, 16384) if n <= longest]

@@ -4,14 +4,12 @@ compressed model's images side by side (zoom one, all follow), where the two mod
 their colour shift and their PSNRs."""
 import streamlit as st
 
-from core.decompose import get_method
 from core.errors import RankscopeError
 from core.evaluate.comparison import Crop
 from core.models import list_models
 from dashboard import cached, panels, plots, state
 
 SR_MODELS = ("srmd-x2", "srmd-x4", "waifu2x-photo-x2")  # shipped super-resolution models, named when another is chosen
-SOURCES = {"edit": "The plan under edit (Plan page)", "uniform": "One method on every layer"}
 
 
 def _use(name: str) -> None:
@@ -48,25 +46,7 @@ name = left.selectbox("Photo of set5-like", photos.names, format_func=lambda n: 
                       **state.keep("images_photo"))
 photo = photos.names.index(name)
 height, width = photos[photo][1].shape[1:]
-source = mid.radio("Plan", list(SOURCES), format_func=SOURCES.get,
-                   **state.keep("images_source", "edit" if st.session_state.get("plan_for") == c.key else "uniform"))
-if source == "edit":
-    plan, problems = state.current_plan(c)
-    if problems:
-        mid.warning(f"{len(problems)} entries of the plan under edit have problems and stay dense (see the Plan "
-                    "page).")
-else:
-    methods = [m for m in dict.fromkeys(m for ms in cached.compressible(*c.key)["methods"] for m in ms)
-               if not get_method(m).needs_calibration]
-    method = mid.selectbox("Method", methods,
-                           **state.keep("images_method", "tucker2" if "tucker2" in methods else methods[0]))
-    kept = mid.slider("Keep % of each layer's parameters", 5, 95, step=5, format="%d %%",
-                      **state.keep("images_kept", 50))
-    try:
-        plan = cached.uniform_plan(*c.key, method, kept / 100)
-    except RankscopeError as err:
-        st.error(str(err))
-        st.stop()
+plan = panels.plan_choice(c, mid, "images", "tucker2")
 side = right.slider("Crop side, HR pixels", 16, 256, step=8, **state.keep("images_side", 96))
 across = right.slider("Crop centre across, % of the width", 0, 100, format="%d %%", **state.keep("images_across", 50))
 down = right.slider("Crop centre down, % of the height", 0, 100, format="%d %%", **state.keep("images_down", 50))

@@ -71,7 +71,7 @@ new_ms = cached.layer_latency(c.model, c.arch, c.data, path, method_name, rank, 
 st.subheader(f"{path} with {method_name} at rank {rank_text(rank)}")
 cols = st.columns(3)
 panels.cost_metric(cols[0], "Layer parameters", new.params, dense.params, of="dense layer", help=f"dense layer: {human(dense.params)}")
-panels.cost_metric(cols[1], "Layer FLOPs / image", new.flops, dense.flops, of="dense layer",
+panels.cost_metric(cols[1], "Layer FLOPs / sample", new.flops, dense.flops, of="dense layer",
                    help=f"dense layer: {human(dense.flops)}; from the method's cost(), 1 MAC = 2 FLOPs")
 panels.cost_metric(cols[2], "Layer latency (measured)", new_ms, dense_ms, "{:.3f} ms", of="dense layer",
                    help=f"median of timed forwards of this layer alone at batch {c.batch}; dense: {dense_ms:.3f} ms")
@@ -86,7 +86,7 @@ except RankscopeError as err:
     st.stop()
 cols = st.columns(5)
 panels.cost_metric(cols[0], "Model parameters", model_params, base["params"])
-panels.cost_metric(cols[1], "Model FLOPs / image", model_flops, base["flops"])
+panels.cost_metric(cols[1], "Model FLOPs / sample", model_flops, base["flops"])
 panels.quality_metrics(cols[2:], changed, baseline, "Model {} (only this layer changed)", loss="Model loss")
 if st.button("Put this layer's choice into the plan", help="the Plan page edits every layer together"):
     entries = dict(state.plan_entries(c))

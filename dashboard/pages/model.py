@@ -95,7 +95,7 @@ st.caption(
 )
 cols = st.columns(4)
 cols[0].metric("Parameters", human(result["params"]), help=f"{result['model_size_mb']:.2f} MB of weights and buffers")
-cols[1].metric("FLOPs / image", human(result["flops"]), help=result["flop_convention"])
+cols[1].metric("FLOPs / sample", human(result["flops"]), help=result["flop_convention"])
 cols[2].metric("Latency (median)", f"{result['latency_ms']:.2f} ms", help=f"p90 {result['latency_p90_ms']:.2f} ms, batch {c.batch}, {c.threads} thread(s), {c.device}")
 cols[3].metric("Peak memory", f"{result['peak_memory_mb']:.1f} MB", help=f"measured by {result['memory_method']}")
 fidelity_task = get_task(get_task(scored.task).fidelity)

@@ -185,7 +185,7 @@ st.subheader("Planned model against the baseline")
 cols = st.columns(7)
 how = "counted on the built model" if totals.counted else "from each method's cost(), nothing rebuilt"
 panels.cost_metric(cols[0], "Parameters", totals.params, base["params"], help=f"baseline {human(base['params'])}; {how}")
-panels.cost_metric(cols[1], "FLOPs / image", totals.flops, base["flops"], help=f"baseline {human(base['flops'])}; 1 MAC = 2 FLOPs")
+panels.cost_metric(cols[1], "FLOPs / sample", totals.flops, base["flops"], help=f"baseline {human(base['flops'])}; 1 MAC = 2 FLOPs")
 costs_key = (c.key, c.batch, c.threads, c.device)
 dense_costs = st.session_state.get("dense_costs", {}).get(costs_key)
 measured = entry["latency_ms"] is not None and dense_costs is not None

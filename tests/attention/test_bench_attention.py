@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from core.bench.attention import accuracy_table, length_sweep
+from core.bench.attention import accuracy_table, length_sweep, lm_summary_line, perplexity_table
 from core.cli import main
 
 pytestmark = pytest.mark.slow  # benchmarks: each runs the real measurement end to end
@@ -42,3 +42,14 @@ def test_cli_prints_the_tables_and_ends_with_the_summary_line(capsys):
     assert re.fullmatch(r"attention: nmf memory ratio at 64 = \d+\.\d{3}, accuracy gap = -?\d+\.\d{2} points", out[-1])
     assert any(line.startswith("target nmf within 1.5 points after fine-tune:") for line in out)
     assert any("memory by torch-profiler" in line for line in out)
+
+
+def test_perplexity_table_scores_causal_variants_in_chosen_layers_of_smollm2():
+    table, reference = perplexity_table(["softmax", "performer"], layers=[-1], window=32, train_windows=1, test_windows=1,
+                                        steps=1, batch_size=1)
+    assert table["variant"].tolist() == ["softmax", "performer"]
+    assert table["zero_shot"].iloc[0] == pytest.approx(reference, rel=1e-4)  # the causal softmax is the model itself
+    assert table["ratio"].tolist() == pytest.approx((table["fine_tuned"] / reference).tolist())
+    assert (table[["zero_shot", "fine_tuned"]] > 1).all().all()
+    line = lm_summary_line(table, reference, 1)
+    assert re.fullmatch(r"attention lm: perplexity \d+\.\d{2}; in 1 layers, zero-shot -> fine-tuned: softmax .+, performer .+", line)

@@ -165,12 +165,12 @@ def test_choose_layer_move_rank_export_and_apply(server, browser, tmp_path):
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 32x32").wait_for()
     _idle(page)
-    flops, accuracy = _metric(page, "Layer FLOPs / image"), _metric(page, "Model top-1 (only this layer changed)")
+    flops, accuracy = _metric(page, "Layer FLOPs / sample"), _metric(page, "Model top-1 (only this layer changed)")
     slider = page.get_by_role("slider").first
     slider.focus()
     page.keyboard.press("Home")  # input rank 1
     page.get_by_role("heading", name="layer3.0.conv2 with tucker2 at rank 1x32").wait_for()
-    assert _wait_change(page, "Layer FLOPs / image", flops) != flops
+    assert _wait_change(page, "Layer FLOPs / sample", flops) != flops
     assert _wait_change(page, "Model top-1 (only this layer changed)", accuracy) != accuracy
     for _ in range(3):
         page.keyboard.press("ArrowRight")
@@ -225,7 +225,7 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
     page.keyboard.press("Home")  # 2 ranks ...
     page.keyboard.press("ArrowRight")  # ... 3
     _idle(page)
-    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_role("button", name="Run exact sweep").click()
     page.get_by_text("Top-1 drop when only this layer is compressed").wait_for()
     _idle(page)
     assert page.get_by_text("6 points, read from the sweep cache").count() == 1  # 2 layers x 3 ranks
@@ -233,7 +233,7 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
     _shot(page, tmp_path, "5-sensitivity")
 
     _go(page, "Plan")
-    flops = _metric(page, "FLOPs / image")
+    flops = _metric(page, "FLOPs / sample")
     page.get_by_text("Auto: fill the plan to a budget with an allocator").click()
     page.locator('[data-testid="stRadio"]').filter(has_text="Budget on").get_by_text("parameters", exact=True).click()
     _idle(page)
@@ -242,7 +242,7 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
         page.keyboard.press("ArrowRight")
     _idle(page)
     page.get_by_role("button", name="Fill the plan").click()
-    assert _wait_change(page, "FLOPs / image", flops) != flops
+    assert _wait_change(page, "FLOPs / sample", flops) != flops
     page.get_by_text("rankscope, parameters ≤ 70 %: ").wait_for()
     assert "meets the target 0.7" in page.get_by_text("rankscope, parameters ≤ 70 %: ").inner_text()
     assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 2, "the trade-off chart lacks the new point"

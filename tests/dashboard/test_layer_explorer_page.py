@@ -36,7 +36,7 @@ def _expected(resnet, method: str, rank) -> tuple[str, str, str]:
 
 def _shown(at) -> tuple[str, str, str]:
     shown = metrics(at)
-    return shown["Layer parameters"], shown["Layer FLOPs / image"], shown["Model top-1 (only this layer changed)"]
+    return shown["Layer parameters"], shown["Layer FLOPs / sample"], shown["Model top-1 (only this layer changed)"]
 
 
 def test_rank_slider_drives_costs_and_accuracy(page, resnet):

@@ -18,7 +18,7 @@ def test_model_page_shows_the_measured_profile(page):
     at = page("pages/model.py")
     shown = metrics(at)
     assert shown["Parameters"] == "77.75 k"
-    assert shown["FLOPs / image"] == "18.69 M"
+    assert shown["FLOPs / sample"] == "18.69 M"
     assert shown["Top-1"].endswith(" %") and shown["Latency (median)"].endswith(" ms")
     assert at.session_state["samples"] == SAMPLES
     at.number_input[0].set_value(300).run()

@@ -46,7 +46,7 @@ def _expected(resnet, plan: Plan) -> tuple[str, str, str]:
 
 def _shown(at) -> tuple[str, str, str]:
     shown = metrics(at)
-    return shown["Parameters"], shown["FLOPs / image"], shown["Top-1"]
+    return shown["Parameters"], shown["FLOPs / sample"], shown["Top-1"]
 
 
 def test_scale_slider_and_table_edits_drive_the_totals(page, resnet):
@@ -108,8 +108,8 @@ def test_auto_fill_puts_core_allocation_into_the_plan(page, resnet):
     shown = at.data_editor[0].value.set_index("layer")
     planned = {p: (shown.loc[p, "method"], shown.loc[p, "rank"]) for p in shown.index if shown.loc[p, "method"] != "—"}
     assert planned == {p: (e.method, rank_text(e.rank)) for p, e in expected.plan.layers.items()}
-    assert metrics(at)["FLOPs / image"] == human(expected.cost)
-    assert float(deltas(at)["FLOPs / image"].split(" %")[0]) <= 50
+    assert metrics(at)["FLOPs / sample"] == human(expected.cost)
+    assert float(deltas(at)["FLOPs / sample"].split(" %")[0]) <= 50
     assert at.success[0].value.startswith("uniform, FLOPs ≤ 50 %: ") and "meets the target 0.5" in at.success[0].value
     assert at.session_state["history"][-1]["label"].endswith("(uniform, FLOPs ≤ 50 %)")
 

@@ -36,7 +36,7 @@ def test_a_small_sweep_is_drawn_as_core_computes_it(page, tmp_path):
     settings = dict(sweep_layers=LAYERS, sweep_points=POINTS, sweep_folder=str(tmp_path))
     at = page("pages/sensitivity.py", **settings)
     assert at.info[0].value.startswith("Not swept yet")
-    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    [b for b in at.button if b.label == "Run exact sweep"][0].click().run()
     assert not at.exception, at.exception
 
     model, cfg = create_model("fmnist-resnet")
@@ -56,5 +56,31 @@ def test_a_small_sweep_is_drawn_as_core_computes_it(page, tmp_path):
     assert [b.proto.label for b in at.download_button] == ["Sweep table (CSV)"]
 
     again = page("pages/sensitivity.py", **settings)  # a new session: read from the sweep cache, nothing to run
-    assert not again.info and [b for b in again.button if b.label == "Run sweep"][0].disabled
+    assert not again.info and [b for b in again.button if b.label == "Run exact sweep"][0].disabled
     assert np.array_equal(_array(_figures(again)[0]["data"][0]["z"]), z, equal_nan=True)
+
+
+def test_proxy_mode_draws_the_proxy_table_and_its_agreement_with_cached_exact_points(page, tmp_path):
+    settings = dict(sweep_layers=LAYERS, sweep_points=POINTS, sweep_folder=str(tmp_path))
+    at = page("pages/sensitivity.py", **settings, sweep_mode="proxy", sweep_proxy="fisher")
+    [b for b in at.button if b.label == "Run proxy sweep"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("No exact points of this grid" in i.value for i in at.info)  # nothing exact cached yet
+    heat = _figures(at)[0]["data"][0]
+    assert list(heat["y"]) == list(LAYERS)
+
+    exact = page("pages/sensitivity.py", **settings)  # the exact sweep fills the cache
+    [b for b in exact.button if b.label == "Run exact sweep"][0].click().run()
+    again = page("pages/sensitivity.py", **settings, sweep_mode="proxy", sweep_proxy="fisher")
+    [b for b in again.button if b.label == "Run proxy sweep"][0].click().run()
+    shown = {m.label: m.value for m in again.metric}
+    assert shown["Agreement with the exact sweep"].startswith("Kendall τ ")
+
+
+def test_hybrid_mode_scores_only_some_points_exactly(page, tmp_path):
+    settings = dict(sweep_layers=LAYERS, sweep_points=POINTS, sweep_folder=str(tmp_path))
+    at = page("pages/sensitivity.py", **settings, sweep_mode="hybrid", sweep_proxy="fisher", sweep_hybrid_flops=50)
+    [b for b in at.button if b.label == "Run hybrid sweep"][0].click().run()
+    assert not at.exception, at.exception
+    caption = next(c.value for c in at.caption if "scored exactly" in c.value)
+    assert caption.endswith("growths); the other cells are not scored") and f"of the grid's {2 * POINTS} points" in caption

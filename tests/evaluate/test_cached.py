@@ -151,3 +151,28 @@ def test_bad_arguments_are_one_line_errors():
     assert evaluator.path_for(["nope"]) == "full: no module named nope in the model"
     with pytest.raises(RankscopeError, match="empty"):
         LayerEvaluator(model, _toy_data(0))
+
+
+def _at(model: nn.Module, path: str, fraction: float) -> nn.Module:
+    module = model.get_submodule(path)
+    method = get_method("capsule_tucker" if path == "digits" else "svd")
+    return method.build(module, rank_at(method, module, fraction))
+
+
+def test_stacked_variants_score_exactly_as_one_at_a_time(shipped):
+    name, model, _, evaluator = shipped
+    fractions = (0.1, 0.25, 0.5, 0.75, 0.9)
+    for path in SHIPPED[name]:
+        variants = [_at(model, path, f) for f in fractions]
+        alone = [evaluator.evaluate({path: m}) for m in variants]
+        for stack in (2, 5):
+            stacked = evaluator.evaluate_variants(path, variants, stack=stack)
+            for a, b in zip(alone, stacked):
+                assert a.values["top1"] == b.values["top1"], (name, path, stack)
+                assert a.loss == pytest.approx(b.loss, rel=1e-6, abs=1e-7), (name, path, stack)
+
+
+def test_stacking_variants_rejects_a_bad_stack(shipped):
+    _, model, _, evaluator = shipped
+    with pytest.raises(RankscopeError, match="stack must be at least 1"):
+        evaluator.evaluate_variants(SHIPPED[shipped[0]][0], [], stack=0)

@@ -19,6 +19,7 @@ from core.errors import RankscopeError
 from core.models import create_model
 from core.models.language import SMOLLM2_FOLDER, SOURCE_FILE, CausalLM
 from core.profile import count_flops, count_params, evaluate, example_input
+from tests.helpers import tiny_llama
 
 VOCAB, WIDTH, FFN, LAYERS, HEADS, KV_HEADS, CONTEXT = 64, 32, 48, 2, 4, 2, 128  # the tiny llama
 HEAD_DIM = WIDTH // HEADS
@@ -27,14 +28,10 @@ HEAD_DIM = WIDTH // HEADS
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A seeded 2-layer llama (grouped-query attention, tied embeddings) saved by transformers as safetensors."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=FFN, num_hidden_layers=LAYERS,
-                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=CONTEXT,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tiny_llama(vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=FFN, num_hidden_layers=LAYERS,
+               num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
+               max_position_embeddings=CONTEXT).save_pretrained(folder, safe_serialization=True)
     return folder
 
 

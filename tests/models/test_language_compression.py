@@ -14,6 +14,7 @@ from core.models.cfg import ModelCfg
 from core.plan import apply_plan
 from core.plan.starting import make_plan, tied_weights
 from core.profile import example_input
+from tests.helpers import tiny_llama
 
 VOCAB, WIDTH, FFN, LAYERS, HEADS, KV_HEADS, TOKENS = 64, 32, 48, 2, 4, 2, 16  # a tiny llama
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -23,15 +24,10 @@ LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_att
 @pytest.fixture(scope="module")
 def tiny_lm():
     """``(model, cfg)``: a seeded 2-layer llama with tied embeddings (grouped-query attention) as a CausalLM."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from core.models.language import CausalLM
 
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=FFN, num_hidden_layers=LAYERS,
-                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    model = CausalLM(LlamaForCausalLM(config)).eval()
+    model = CausalLM(tiny_llama(vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                                num_attention_heads=HEADS, num_key_value_heads=KV_HEADS)).eval()
     return model, ModelCfg("tiny-llama", (TOKENS,), VOCAB, vocab_size=VOCAB)
 
 

@@ -69,6 +69,11 @@ def test_a_latency_target_out_of_reach_writes_the_closest_plan_and_says_so(tmp_p
     (["sweep", "fmnist-resnet", "--methods", "aa_svd", "--out", "x.csv"], "aa_svd is data-aware"),
     (["sweep", "fmnist-resnet", "--proxy", "energy", "--methods", "tt", "--out", "x.csv"], "the energy proxy does not score tt"),
     (["sweep", "fmnist-resnet", "--proxy", "taylor", "--latency", "--out", "x.csv"], "--latency times the built layers"),
+    (["sweep", "fmnist-resnet", "--hybrid", "0.5", "--out", "x.csv"], "--hybrid re-scores exactly what a proxy chose"),
+    (["allocate", "fmnist-resnet", "--target-latency", "0.5", "--proxy", "fisher", "--hybrid", "--out", "x.yaml"],
+     "a latency target needs timed layers"),
+    (["allocate", "fmnist-resnet", "--target-flops", "0.5", "--proxy", "fisher", "--allocator", "uniform", "--out", "x.yaml"],
+     "the uniform allocator reads none"),
     (["allocate", "fmnist-resnet", "--target-flops", "0.5", "--methods", "cp", "--allocator", "energy", "--out", "x.yaml"],
      "cp has no singular values"),
 ])
@@ -93,3 +98,17 @@ def test_bad_flags_exit_2(args):
 def test_bench_sweep_agrees_and_reports_the_speedup(capsys):
     assert main(["bench", "sweep", "--samples", "16", "--points", "2", "--layers", "fc", "--threads", "1"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("sweep speedup: ")
+
+
+def test_hybrid_sweep_and_allocation_from_a_proxy(tmp_path, capsys):
+    common = ["--layers", "fc", "layer3.0.downsample.0", "layer3.0.conv2", "--points", "4", "--samples", "32",
+              "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert main(["sweep", "fmnist-resnet", "--proxy", "fisher", "--hybrid", "0.5", *common,
+                 "--out", str(tmp_path / "h.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "scored exactly where the fisher proxy's plan at 0.5 of the FLOPs is decided, of 12 in the grid" in out
+    table = read_table(tmp_path / "h.csv")
+    assert 3 <= (table["method"] != "dense").sum() < 12
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.9", "--proxy", "fisher", "--hybrid", *common,
+                 "--out", str(tmp_path / "p.yaml")]) == 0
+    assert "meets the target 0.9" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import pytest
 
 from core.errors import RankscopeError
 from core.profile import Cancelled
-from core.sweep import DENSE, MODEL, SweepCache, naive_sweep, read_table, sweep, sweep_grid, write_table
+from core.sweep import DENSE, MODEL, PointKey, SweepCache, naive_sweep, read_table, sweep, sweep_grid, write_table
 from core.sweep.engine import layer_methods
 
 LAYERS = ["layer3.0.conv2", "fc"]
@@ -55,19 +55,20 @@ def test_cache_hit_is_a_read_and_a_new_layer_computes_only_its_rows(resnet, subs
                   progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4)  # the new layer's dense row and 3 points
     assert len(wider) == 9
-    assert sorted(p.name.split("_")[-1] for p in tmp_path.iterdir()) == ["dense.csv", "svd.csv"]
+    assert sorted(p.name.split("_")[-1] for p in tmp_path.glob("*.csv")) == ["dense.csv", "svd.csv"]
 
 
 def test_cancel_keeps_the_rows_done_and_resume_finishes(resnet, subset, tmp_path):
     model, _ = resnet
     cache = SweepCache("fashion-mnist:64:0", tmp_path)
     done: list[int] = []
-    with pytest.raises(Cancelled, match="after 3 of 5 rows"):
+    # cancelled between fc's baseline rows (model and dense, one group) and its 3 points (the next)
+    with pytest.raises(Cancelled, match="after 2 of 5 rows"):
         sweep(model, subset, layers=["fc"], points=3, batch_size=32, cache=cache, progress=lambda d, t: done.append(d),
-              cancel=lambda: len(done) == 3)
+              cancel=lambda: len(done) == 2)
     calls: list[tuple[int, int]] = []
     resumed = sweep(model, subset, layers=["fc"], points=3, batch_size=32, cache=cache, progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (2, 2)
+    assert calls[-1] == (3, 3)
     pd.testing.assert_frame_equal(resumed, sweep(model, subset, layers=["fc"], points=3, batch_size=32), check_exact=True)
 
 
@@ -86,3 +87,23 @@ def test_layers_and_methods_are_checked(resnet):
         layer_methods(model, ["fc"], ["aa_svd"])
     with pytest.raises(RankscopeError, match="fc: no given data-free method applies"):
         layer_methods(model, ["fc"], ["tucker2"])
+
+
+def test_the_batched_sweep_equals_the_plain_one_bit_for_bit(resnet, subset, table):
+    for stack in (2, 5):
+        batched = sweep(resnet[0], subset, points=5, batch_size=32, stack=stack)
+        pd.testing.assert_frame_equal(batched, table, check_exact=True)
+
+
+def test_a_selected_sweep_scores_only_its_points_and_the_same_numbers(resnet, subset, table):
+    points = table[table["method"] != DENSE]
+    chosen = points.iloc[[0, 3, 7, 12]]
+    keys = {PointKey(r.layer, r.method, r.rank) for r in chosen.itertuples()}
+    selected = sweep(resnet[0], subset, points=5, batch_size=32, select=keys)
+    got = selected[selected["method"] != DENSE]
+    assert {PointKey(r.layer, r.method, r.rank) for r in got.itertuples()} == keys
+    assert set(selected.loc[selected["method"] == DENSE, "layer"]) == {""} | set(chosen["layer"])
+    merged = got.merge(points, on=["layer", "method", "rank"], suffixes=("", "_full"))
+    assert (merged["loss"] == merged["loss_full"]).all() and (merged["top1"] == merged["top1_full"]).all()
+    with pytest.raises(RankscopeError, match="none of the selected points"):
+        sweep(resnet[0], subset, points=5, select={PointKey("fc", "svd", "999")})

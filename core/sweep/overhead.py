@@ -1,0 +1,83 @@
+"""What the Ray executor costs against the in-process one on the same sweep (for ``rankscope bench``)."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from core.errors import RankscopeError
+from core.profile.context import torch_threads
+from core.sweep.distributed import RayExecutor, import_ray
+from core.sweep.engine import layer_methods, sweep
+from core.sweep.table import DENSE
+
+
+@dataclass(frozen=True)
+class RayOverhead:
+    """Wall seconds of one sweep in process and on a local Ray instance (already started and warm), same table."""
+
+    points: int  # the grid's points (the sweep also computes the model row and one dense row per layer)
+    rows: int  # all rows computed
+    local_s: float
+    ray_s: float
+    startup_s: float  # starting the local instance and warming its workers, not in ray_s
+    cpus: int
+    threads: int
+
+    @property
+    def per_point_s(self) -> float:
+        """``(ray_s - local_s) / points``: negative when the workers' parallelism more than pays for the transfers."""
+        return (self.ray_s - self.local_s) / self.points
+
+    def summary(self) -> str:
+        """One line: both walls and the overhead per point."""
+        return (f"{self.points} points ({self.rows} rows): in process {self.local_s:.2f} s, Ray ({self.cpus} CPUs, {self.threads} thread(s) "
+                f"a task) {self.ray_s:.2f} s, {self.per_point_s * 1e3:+.1f} ms a point (startup {self.startup_s:.1f} s apart)")
+
+
+def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - start
+
+
+def ray_overhead(model: nn.Module, dataset: Any, *, cpus: int = 2, threads: int = 1, **grid: Any) -> RayOverhead:
+    """Time :func:`core.sweep.sweep` of ``grid`` (its keyword arguments, no cache) in process, then with
+    :class:`~core.sweep.distributed.RayExecutor` on a local Ray instance of ``cpus`` CPUs, both with ``threads``
+    torch threads. Ray is started (and each worker warmed by a one-point sweep) before the timing, and stopped after.
+
+    Raises
+    ------
+    RankscopeError
+        The two tables differ (they must be equal bit for bit); Ray is not installed or already initialised here.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        raise RankscopeError("ray_overhead starts its own local Ray instance: call it with Ray not initialised")
+    warm = {k: v for k, v in grid.items() if k in ("batch_size", "task")}
+    layers = list(layer_methods(model, grid.get("layers"), grid.get("methods")))
+    with torch_threads(threads):
+        sweep(model, dataset, layers=layers[-1:], points=1, **warm)  # first-call costs of the in-process path, untimed
+        local, local_s = _timed(lambda: sweep(model, dataset, **grid))
+        start = time.perf_counter()
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            executor = RayExecutor()
+            sweep(model, dataset, layers=layers[-cpus:], points=1, executor=executor, **warm)  # workers import torch
+            startup_s = time.perf_counter() - start
+            remote, ray_s = _timed(lambda: sweep(model, dataset, executor=executor, **grid))
+        finally:
+            ray.shutdown()
+    try:
+        pd.testing.assert_frame_equal(remote, local, check_exact=True)
+    except AssertionError:
+        raise RankscopeError("the Ray executor's table differs from the in-process one") from None
+    points = int((local["method"] != DENSE).sum())
+    if points == 0:
+        raise RankscopeError("the sweep has no point to time")
+    return RayOverhead(points, len(local), local_s, ray_s, startup_s, cpus, threads)
