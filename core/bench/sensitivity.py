@@ -48,15 +48,15 @@ from core.sweep.hybrid import hybrid_table
 from core.sweep.table import DENSE
 
 BUDGETS = (0.25, 0.5, 0.75)
-# model -> (sweep data, held-out data, sweep samples, held-out samples, ranks per layer, batched). fmnist-resnet chooses
-# on training images and is scored on test images; MobileNetV2, without labelled data, on crops of disjoint photos
-# (fidelity). Its exact sweep of 46 layers at 5 ranks on 48 crops took 459 s here, so the bench sweeps 4 ranks on 32
-# crops and leaves its batched sweep out (it runs slower than the plain one on this CPU: see fmnist-resnet's).
+# model -> (sweep data, held-out data, sweep samples, held-out samples, ranks per layer, batched, refinement
+# evaluations). fmnist-resnet chooses on training images and is scored on test images; MobileNetV2, without labelled
+# data, on crops of disjoint photos (fidelity). Its exact sweep of 46 layers at 4 ranks on 32 crops took 230 s here and
+# each hybrid as long, so the bench sweeps 16 crops, refines with 5 evaluations and leaves its batched sweep out (it
+# runs slower than the plain one on this CPU: see fmnist-resnet's).
 MODELS = {
-    "fmnist-resnet": ("fashion-mnist:train", "fashion-mnist", 1000, 2000, 10, True),
-    "imagenet-mobilenetv2": ("photos:train", "photos", 32, 256, 4, False),
+    "fmnist-resnet": ("fashion-mnist:train", "fashion-mnist", 1000, 2000, 10, True, 20),
+    "imagenet-mobilenetv2": ("photos:train", "photos", 16, 256, 4, False, 5),
 }
-REFINE = 20  # whole-model evaluations the knapsack refines every table's plan with (the same for all: 0 for none)
 REFINE_SAMPLES = 500  # the first of the sweep's samples they are scored on (never the held-out data)
 
 
@@ -107,7 +107,7 @@ def _score(model: Any, table: pd.DataFrame, budget: float, example: Any, held_ou
 
 
 def bench_model(name: str, *, points: int | None = None, samples: int | None = None, held_out: int | None = None, stack: int = 10,
-                budgets: tuple[float, ...] = BUDGETS, proxies: tuple[str, ...] = PROXIES, refine: int = REFINE,
+                budgets: tuple[float, ...] = BUDGETS, proxies: tuple[str, ...] = PROXIES, refine: int | None = None,
                 log: Any = print) -> ModelResult:
     """Steps 1-5 of the module docstring for ``name`` (a key of :data:`MODELS`), with torch's current threads.
 
@@ -116,8 +116,9 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
     RankscopeError
         The batched exact sweep differs from the exact one.
     """
-    sweep_spec, test_spec, default_samples, default_held_out, default_points, batched_too = MODELS[name]
+    sweep_spec, test_spec, default_samples, default_held_out, default_points, batched_too, default_refine = MODELS[name]
     points = points or default_points
+    refine = default_refine if refine is None else refine
     model, cfg = create_model(name)
     data = _data(sweep_spec, cfg, samples or default_samples)
     test = _data(test_spec, cfg, held_out or default_held_out)
@@ -208,10 +209,11 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=argtypes.positive("--points"), default=None,
                    help="ranks per layer (default: 10 for fmnist-resnet, 4 for MobileNetV2)")
     p.add_argument("--samples", type=argtypes.positive("--samples"), default=None,
-                   help="sweep samples (default: 1000 for fmnist-resnet, 32 photo crops for MobileNetV2)")
+                   help="sweep samples (default: 1000 for fmnist-resnet, 16 photo crops for MobileNetV2)")
     p.add_argument("--stack", type=argtypes.positive("--stack"), default=10, help="ranks per pass of the batched sweep")
-    p.add_argument("--refine", type=argtypes.positive("--refine", 0), default=REFINE,
-                   help=f"whole-model evaluations refining each plan (default {REFINE}; 0: the knapsack alone)")
+    p.add_argument("--refine", type=argtypes.positive("--refine", 0), default=None,
+                   help="whole-model evaluations refining each plan, the same for every table (default: 20 for "
+                        "fmnist-resnet, 5 for MobileNetV2; 0: the knapsack alone)")
     p.add_argument("--threads", type=argtypes.threads, default=1, help="CPU threads (default 1)")
     p.add_argument("--ray", action="store_true", help="also measure the Ray executor's overhead (needs rankscope[ray])")
     p.add_argument("--verbose", action="store_true", help="print each step as it finishes")

@@ -94,8 +94,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     write_table(table, args.out)
     made = f", predicted by the {args.proxy} proxy" if args.proxy is not None else ""
     if args.hybrid_target is not None:
-        made = (f", scored exactly where the {args.proxy} proxy's plan at {args.hybrid:g} of the FLOPs is decided, of "
-                f"{table.attrs['grid_points']} in the grid")
+        made = (f"; {table.attrs['exact_points']} scored exactly where the {args.proxy} proxy's plan at {args.hybrid:g} of "
+                "the FLOPs is decided, the others the proxy's scores on the exact scale")
     print(f"wrote {args.out}: {len(table)} rows ({(table['method'] != 'dense').sum()} points{made})")
 
 

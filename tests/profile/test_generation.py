@@ -10,8 +10,8 @@ import torch
 
 from core.errors import RankscopeError
 from core.profile.generation import (ab_generation, decode_rate, decode_rate_of, generate_tokens, interleaved,
-from tests.helpers import tiny_llama
                                      prefill_latency)
+from tests.helpers import tiny_llama
 
 VOCAB = 64
 
