@@ -4,7 +4,7 @@ so a page writes ``cached.scores(...)``.
 - :mod:`.models`: the model, its data, its :class:`core.evaluate.PlanEvaluator`, its profile and layer tables;
 - :mod:`.plans`: a whole plan's scores, built model and costs, keyed by the :class:`core.plan.Plan` itself;
 - :mod:`.layer_study`: one layer rebuilt at a rank, its latency, spectra and output error;
-- :mod:`.sweeps`: sensitivity sweeps through the on-disk sweep cache, and allocators filling a plan from them;
+- :mod:`.sweeps`: sensitivity sweeps (exact, proxy, hybrid) through the on-disk sweep cache, and allocators filling a plan from them;
 - :mod:`.channel_groups`: channel groups' capacity estimates and spectra;
 - :mod:`.images`: a super-resolution model's set5-like photos upscaled, dense and by a plan, and crops compared;
 - :mod:`.text`: a language model's and a plan's compressed model's greedy continuations of a prompt, scored by both.
@@ -43,7 +43,8 @@ from dashboard.cached.plans import (
     planned_model,
     scores,
 )
-from dashboard.cached.sweeps import allocation, layer_times, needs_sweep, run_sweep, swept
+from dashboard.cached.sweeps import (allocation, exact_rows, layer_times, needs_sweep, run_hybrid, run_proxy,
+                                     run_sweep, swept)
 from dashboard.cached.text import continuations, prompt_length, tokenizer_folder
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "continuations",
     "data_name",
     "error_curve",
+    "exact_rows",
     "eval_data",
     "group_spectrum",
     "is_fallback",
@@ -81,6 +83,8 @@ __all__ = [
     "profile",
     "prompt_length",
     "replacement",
+    "run_hybrid",
+    "run_proxy",
     "run_sweep",
     "scores",
     "sites",
