@@ -18,6 +18,8 @@ from core.profile.context import torch_threads
 from core.sweep import DENSE, MODEL, PointKey, RayExecutor, SweepCache, distributed, read_table, sweep, sweep_grid
 from core.sweep.engine import sweep_groups
 
+pytestmark = pytest.mark.slow  # a local Ray instance: about 25 s here; make test runs it, the fast suite does not
+
 GRID = {"layers": ["layer3.0.conv2", "fc"], "points": 3, "batch_size": 32}
 
 
