@@ -139,17 +139,23 @@ class _Measurer:
         return {"latency_ms": float(pd.Series(samples).median()), "latency_batch": self.latency_batch,
                 "latency_threads": torch.get_num_threads()}
 
-    def row(self, key: PointKey, known: Row | None, base: Row | None, latency: bool, cancel: Callable[[], bool] | None) -> Row:
-        """The row of ``key``: ``known``'s accuracy and costs when it has them, latency measured when asked for."""
+    def row(self, key: PointKey, known: Row | None, base: Row | None, latency: bool, cancel: Callable[[], bool] | None,
+            built: nn.Module | None = None) -> Row:
+        """The row of ``key``: ``known``'s accuracy and costs when it has them, latency measured when asked for;
+        ``built``: the point's layer when the caller has built it already."""
         module = self.model if key.layer == MODEL else self.model.get_submodule(key.layer)
-        built = module
-        if key.method != DENSE and (known is None or latency):
-            method = get_method(key.method)
-            built = method.build(module, parse_rank(key.rank, method.rank_arity))
+        if built is None:
+            built = self.build(key, module) if key.method != DENSE and (known is None or latency) else module
         row = dict(known) if known is not None else self._scored(key, module, built, base, cancel)
         if latency:
             row.update(self.latency(built, key.layer))
         return row
+
+    @staticmethod
+    def build(key: PointKey, module: nn.Module) -> nn.Module:
+        """Point ``key``'s method built on ``module`` at its rank."""
+        method = get_method(key.method)
+        return method.build(module, parse_rank(key.rank, method.rank_arity))
 
     def layer_rows(self, layer: str, keys: Sequence[PointKey], known: Mapping[PointKey, Row], base: Row | None,
                    latency: bool, cancel: Callable[[], bool] | None = None, stack: int = 1) -> list[Row]:
@@ -163,17 +169,16 @@ class _Measurer:
         base : the model row, whose scores the dense rows copy (the one computed here when ``keys`` holds it).
         latency, cancel, stack : see :func:`sweep`.
         """
-        scored = {}
+        scored, built = {}, {}
         fresh = [k for k in keys if k not in known and k.method != DENSE]
         if stack > 1 and len(fresh) > 1:  # all the layer's new points through the suffix, ``stack`` at a time
             module = self.model.get_submodule(layer)
-            built = {k: get_method(k.method).build(module, parse_rank(k.rank, get_method(k.method).rank_arity))
-                     for k in fresh}
+            built = {k: self.build(k, module) for k in fresh}
             results = self.evaluator.evaluate_variants(layer, list(built.values()), stack=stack, cancel=cancel)
             scored = {k: self._point_row(k, module, result) for k, result in zip(fresh, results)}
         rows: list[Row] = []
         for key in keys:
-            row = self.row(key, known.get(key, scored.get(key)), base, latency, cancel)
+            row = self.row(key, known.get(key, scored.get(key)), base, latency, cancel, built.get(key))
             if key.layer == MODEL:
                 base = row
             rows.append(row)
