@@ -39,7 +39,8 @@ from core.decompose import CACHE
 from core.errors import RankscopeError
 from core.models import create_model
 from core.plan import apply_plan
-from core.profile import evaluate, example_input, task_for
+from core.evaluate.cached import LayerEvaluator
+from core.profile import example_input, task_for
 from core.profile.context import torch_threads
 from core.sweep import PROXIES, agreement, layer_methods, proxy_table, sweep
 from core.sweep.allocate import allocate
@@ -97,13 +98,16 @@ def _timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def _score(model: Any, table: pd.DataFrame, budget: float, example: Any, held_out: Any, refine_data: Any,
+def _score(model: Any, table: pd.DataFrame, budget: float, example: Any, held_out: LayerEvaluator, refine_data: Any,
            refine: int) -> float:
+    """The held-out headline of the plan the ``rankscope`` allocator makes from ``table`` at ``budget`` of the FLOPs."""
     problem = Problem(model, "", example, Target("flops", budget), table, data=refine_data if refine else None,
                       evaluations=refine)
-    allocation = allocate("rankscope", problem)
-    small = apply_plan(model, allocation.plan)[0]
-    return evaluate(small, held_out, reference=model)[task_for(held_out).headline]
+    plan = allocate("rankscope", problem).plan
+    small = apply_plan(model, plan)[0]
+    # the full forward pass of the model with the plan's layers swapped in: the held-out references computed once
+    scores = held_out.evaluate({path: small.get_submodule(path) for path in plan.layers}, path="full")
+    return scores[held_out.task.headline]
 
 
 def bench_model(name: str, *, points: int | None = None, samples: int | None = None, held_out: int | None = None, stack: int = 10,
@@ -121,7 +125,7 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
     refine = default_refine if refine is None else refine
     model, cfg = create_model(name)
     data = _data(sweep_spec, cfg, samples or default_samples)
-    test = _data(test_spec, cfg, held_out or default_held_out)
+    test = LayerEvaluator(model, _data(test_spec, cfg, held_out or default_held_out))
     task = task_for(data)
     example = example_input(cfg, 1)
     refine_data = eval_subset(data, min(len(data), REFINE_SAMPLES))
@@ -145,7 +149,7 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
         result.proxies[proxy] = (seconds, found.kendall_tau, found.spearman_rho)
         log(f"{name}: {found.summary()}, {seconds:.1f} s")
     result.best = max(result.proxies, key=lambda p: result.proxies[p][1])
-    result.dense = evaluate(model, test, reference=model)[task_for(test).headline]
+    result.dense = test.evaluate()[test.task.headline]
     for budget in budgets:
         target = Target("flops", budget)
         hybrid, seconds = _timed(lambda: hybrid_table(model, data, target, example, proxy=result.best, points=points))

@@ -92,6 +92,7 @@ class Cut:
     nbytes: int = 0  # bytes held by ``frontier``
     writes_frontier: bool = False  # the suffix wrote into a frontier value once: hand it copies from then on
     estimate: int | None = None  # bytes ``frontier`` would take for every batch, from one batch
+    head: Any = field(default=None, repr=False)  # the first batch's frontier values computed for ``estimate``, until filled
 
 
 def split_model(model: nn.Module, targets: Iterable[str]) -> Cut:
@@ -333,10 +334,7 @@ class LayerEvaluator:
             cut = self._cut(frozenset({layer}))
             if not isinstance(cut, Cut) or stack == 1 or len(variants) < 2:
                 return [self.evaluate({layer: m}, cancel=cancel) for m in variants]
-            if cut.frontier is None:
-                cut.frontier = [cut.prefix(images) for images, _ in self.batches]
-                cut.nbytes = _nbytes(cut.frontier)
-                self._evict()
+            self._fill(cut)
             if not all(_batch_first(values, len(labels)) for values, (_, labels) in zip(cut.frontier, self.batches)):
                 return [self.evaluate({layer: m}, cancel=cancel) for m in variants]
             scores: list[Scores] = []
@@ -398,10 +396,7 @@ class LayerEvaluator:
         for path, module in replacements.items():
             setattr(cut.suffix, cut.slots[path], module)
         try:
-            if cut.frontier is None:  # first use of this cut: one prefix pass over every batch
-                cut.frontier = [cut.prefix(images) for images, _ in self.batches]
-                cut.nbytes = _nbytes(cut.frontier)
-                self._evict()
+            self._fill(cut)
             return self._run(lambda i: self._run_suffix(cut, i), progress, cancel)
         finally:
             for path, slot in cut.slots.items():
@@ -437,12 +432,25 @@ class LayerEvaluator:
         return cut
 
     def _frontier_bytes(self, cut: Cut) -> int:
-        """Bytes the frontier of all batches would take, from one batch's prefix pass (remembered)."""
+        """Bytes the frontier of all batches would take, from one batch's prefix pass (remembered; that batch's values
+        are kept for :meth:`_fill` when they fit the budget, so the first batch is not run through the prefix twice)."""
         if cut.estimate is None:
             images = self.batches[0][0]
             with torch.no_grad():
-                cut.estimate = _nbytes(cut.prefix(images)) * self.samples // len(images)
+                cut.head = cut.prefix(images)
+            cut.estimate = _nbytes(cut.head) * self.samples // len(images)
+            if cut.estimate > self.cache_bytes:
+                cut.head = None
         return cut.estimate
+
+    def _fill(self, cut: Cut) -> None:
+        """On first use of ``cut`` (or after its frontier was evicted): one prefix pass over every batch, cached."""
+        if cut.frontier is None:
+            head, cut.head = cut.head, None
+            cut.frontier = [head if i == 0 and head is not None else cut.prefix(images)
+                            for i, (images, _) in enumerate(self.batches)]
+            cut.nbytes = _nbytes(cut.frontier)
+            self._evict()
 
     def _evict(self) -> None:
         """Drop the least recently used cached frontiers until the total fits the budget."""

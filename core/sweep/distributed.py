@@ -1,8 +1,9 @@
 """The sweep's groups on a Ray cluster: one task per group, the rows streamed back as the tasks finish.
 
-The model and the evaluation data are put into Ray's object store once (``ray.put``); each task reads them,
-builds the sweep's measurer in its worker with the driver's torch thread count (so its rows are bit for bit
-those of :class:`core.sweep.engine.InProcess`) and returns its group's rows. The driver waits on the tasks
+The model and the evaluation data are put into Ray's object store once (``ray.put``); a worker reads them and
+builds the sweep's measurer with the driver's torch thread count (so its rows are bit for bit those of
+:class:`core.sweep.engine.InProcess`) on its first task of the sweep, keeps it for its next ones, and each task
+returns its group's rows. The driver waits on the tasks
 with ``ray.wait`` and hands each group's rows to the sweep, which merges them into its table and its disk
 cache by :class:`~core.sweep.table.PointKey` as they arrive. A task whose worker dies (killed, out of
 memory, its node lost) is run again by Ray, up to ``retries`` times; the rows of a group arrive once,
@@ -56,15 +57,24 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise RankscopeError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
 
 
-def score_groups(job: Any, model: nn.Module, dataset: Any, groups: Sequence[Any]) -> list[list[dict]]:
+_MEASURER: dict[tuple[str, str], Any] = {}  # in a worker process: the measurer of the sweep it last scored for
+
+
+def score_groups(job: Any, refs: Sequence[Any], groups: Sequence[Any]) -> list[list[dict]]:
     """The body of a Ray task: ``groups``' rows, scored in this worker with ``job.threads`` torch threads.
 
     ``job`` is a :class:`core.sweep.engine.SweepJob` and ``groups`` its :class:`~core.sweep.engine.Group` s (not
-    imported here: the engine imports this module).
+    imported here: the engine imports this module). ``refs`` holds the object-store references of the model and
+    the data, passed inside a list so that Ray does not fetch them for every task: a worker fetches them, and
+    builds the measurer (the evaluation batches, the cached activations of the layers it scored), once per sweep
+    and keeps it for the sweep's next tasks, as :class:`core.sweep.engine.InProcess` keeps one for all.
     """
     torch.set_num_threads(job.threads)  # a worker is reused across sweeps: set for every task
-    measurer = job.measurer(model, dataset)
-    return [job.score(measurer, group) for group in groups]
+    key = (refs[0].hex(), refs[1].hex())
+    if key not in _MEASURER:
+        _MEASURER.clear()  # one sweep's at a time: a worker's memory holds no finished sweep
+        _MEASURER[key] = job.measurer(*import_ray().get(list(refs)))
+    return [job.score(_MEASURER[key], group) for group in groups]
 
 
 class RayExecutor:
@@ -140,8 +150,8 @@ class RayExecutor:
             largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=1.0)
             per_task = self.cpus_per_task or min(float(job.threads), largest)
             task = ray.remote(score_groups).options(max_retries=self.retries, num_cpus=per_task)
-            model_ref, data_ref = ray.put(model), ray.put(dataset)
-            pending = {task.remote(job, model_ref, data_ref, [group]): group for group in groups}
+            refs = [ray.put(model), ray.put(dataset)]
+            pending = {task.remote(job, refs, [group]): group for group in groups}
             try:
                 while pending:
                     if cancel is not None and cancel():

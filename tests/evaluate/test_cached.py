@@ -75,6 +75,17 @@ def test_the_suffix_skips_what_comes_before_the_layer():
     assert convs == []  # layer3.0.conv1 and the shortcut conv are before the cut: their outputs are cached
 
 
+def test_each_batch_goes_through_the_prefix_once():
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 4)).eval()
+    evaluator = LayerEvaluator(model, _toy_data(50), batch_size=20)  # 3 batches, labelled: no reference pass
+    seen: list[int] = []
+    model[0].register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
+    replacement = nn.Linear(6, 4)
+    first = evaluator.evaluate({"2": replacement}, path="cached")  # the budget check's batch is kept, not rerun
+    assert seen == [20, 20, 10]
+    assert evaluator.evaluate({"2": replacement}, path="cached") == first and seen == [20, 20, 10]
+
+
 class WritesIntoFrontier(nn.Module):
     """``h`` is computed before ``b`` and read after it, where ``h += ...`` writes into it in place."""
 
