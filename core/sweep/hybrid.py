@@ -35,7 +35,7 @@ from core.evaluate.cached import Progress
 from core.sweep.allocate import allocate
 from core.sweep.budget import Allocation, Problem, Target
 from core.sweep.cache import SweepCache
-from core.sweep.engine import sweep
+from core.sweep.engine import Executor, sweep
 from core.sweep.proxies import proxy_table
 from core.sweep.table import DENSE, PointKey, key_of
 from core.profile import task_for
@@ -84,6 +84,7 @@ def hybrid_table(
     cache: SweepCache | None = None,
     predicted: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    executor: str | Executor = "local",
 ) -> pd.DataFrame:
     """The exact sensitivity rows that decide an allocation of ``model`` at ``target``, found through ``proxy``.
 
@@ -103,6 +104,8 @@ def hybrid_table(
     predicted : the proxy's table of the same grid when the caller has it (made on other data, say); ``proxy`` is
         then not run.
     progress : called with ``(rows done, rows to compute)`` by each round's exact sweep.
+    executor : where the exact points are computed, as for :func:`core.sweep.sweep` (``"local"``, ``"ray"`` or an
+        :class:`~core.sweep.engine.Executor`).
 
     Returns
     -------
@@ -135,7 +138,7 @@ def hybrid_table(
         rows = cache if cache is not None else SweepCache("hybrid", Path(folder))  # each round computes only new points
         while True:
             exact = sweep(model, dataset, select=select, task=task, batch_size=batch_size, cache=rows, progress=progress,
-                          **grid)
+                          executor=executor, **grid)
             table = calibrated(predicted, exact, task)
             missing = set(_chosen(allocate(allocator, Problem(model, "", example, target, table))).values()) - select
             if not missing or done == rounds:

@@ -43,12 +43,13 @@ from dashboard.cached.plans import (
     planned_model,
     scores,
 )
-from dashboard.cached.sweeps import (allocation, exact_rows, layer_times, needs_sweep, run_hybrid, run_proxy,
-                                     run_sweep, swept)
+from dashboard.cached.sweeps import (RUN_ON, allocation, exact_rows, executor, layer_times, needs_sweep, run_hybrid,
+                                     run_proxy, run_sweep, swept)
 from dashboard.cached.text import continuations, prompt_length, tokenizer_folder
 
 __all__ = [
     "FALLBACK_DATA",
+    "RUN_ON",
     "allocation",
     "baseline_counts",
     "bicubic",
@@ -62,6 +63,7 @@ __all__ = [
     "data_name",
     "error_curve",
     "exact_rows",
+    "executor",
     "eval_data",
     "group_spectrum",
     "is_fallback",

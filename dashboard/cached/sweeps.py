@@ -12,7 +12,8 @@ from core.plan import weights_hash
 from core.profile import Cancelled, example_input, task_for
 from core.profile.context import torch_threads
 from core.speed import LayerTimes
-from core.sweep import Allocation, Problem, SweepCache, Target, allocate, data_key, layer_methods, proxy_table, sweep
+from core.sweep import (Allocation, Executor, Problem, RayExecutor, SweepCache, Target, allocate, data_key, layer_methods,
+                        proxy_table, sweep)
 from core.sweep.hybrid import hybrid_table
 from core.sweep.allocate import NEEDS_TABLE
 from dashboard.cached.models import data_name, eval_data, model_and_cfg
@@ -26,16 +27,30 @@ def sweep_cache(c: Choice) -> SweepCache:
     return SweepCache(data_key(data_name(c.model, c.arch, c.data), c.samples, 0), Path(st.session_state["sweep_folder"]))
 
 
-def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None) -> pd.DataFrame:
+RUN_ON = {"local": "This process", "ray": "Ray: a local instance", "cluster": "Ray: a running cluster"}
+
+
+def executor(where: str, address: str = "") -> str | Executor:
+    """The executor of :data:`RUN_ON` key ``where``: ``"local"``, or a ``core.sweep.RayExecutor`` on a local Ray
+    instance of this machine's cores (``"ray"``) or the cluster at ``address`` (``"cluster"``: ``auto`` or HOST:PORT).
+    Raises ``RankscopeError`` when Ray is not installed or the address is malformed (before any work)."""
+    if where == "local":
+        return "local"
+    return RayExecutor(address=(address.strip() or "auto") if where == "cluster" else None)
+
+
+def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None,
+              on: str | Executor = "local") -> pd.DataFrame:
     """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
 
     ``latency`` times every point at the chosen batch and threads. Each point is scored under the evaluation data's
-    task (``core.profile.task_for``). Raises ``RankscopeError`` for a bad grid, ``Cancelled`` when ``cancel()`` says so.
+    task (``core.profile.task_for``), by the executor ``on`` (:func:`executor`). Raises ``RankscopeError`` for a bad
+    grid or a Ray cluster out of reach, ``Cancelled`` when ``cancel()`` says so.
     """
     with torch_threads(c.threads):
         return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
                      methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch,
-                     cache=sweep_cache(c), progress=progress, cancel=cancel)
+                     cache=sweep_cache(c), progress=progress, cancel=cancel, executor=on)
 
 
 def run_proxy(c: Choice, g: Grid, proxy: str, *, progress=None) -> pd.DataFrame:
@@ -47,14 +62,16 @@ def run_proxy(c: Choice, g: Grid, proxy: str, *, progress=None) -> pd.DataFrame:
                            cache=sweep_cache(c), progress=progress)
 
 
-def run_hybrid(c: Choice, g: Grid, proxy: str, flops: float, *, progress=None) -> pd.DataFrame:
+def run_hybrid(c: Choice, g: Grid, proxy: str, flops: float, *, progress=None, on: str | Executor = "local") -> pd.DataFrame:
     """``core.sweep.hybrid.hybrid_table`` of grid ``g`` for a plan at ``flops`` of the FLOPs: ``proxy`` over every point,
-    the exact sweep on the points the allocation turns on (their rows join the sweep cache the exact sweep reads)."""
+    the exact sweep (by the executor ``on``) on the points the allocation turns on (their rows join the sweep cache
+    the exact sweep reads)."""
     model, cfg = model_and_cfg(*c.key)
     with torch_threads(c.threads):
         return hybrid_table(model, eval_data(c.model, c.arch, c.samples, c.data), Target("flops", flops),
                             example_input(cfg, 1), proxy=proxy, layers=list(g.layers) or None,
-                            methods=list(g.methods) or None, points=g.points, cache=sweep_cache(c), progress=progress)
+                            methods=list(g.methods) or None, points=g.points, cache=sweep_cache(c), progress=progress,
+                            executor=on)
 
 
 def exact_rows(c: Choice, table: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,8 @@ scored one of three ways: **exact** (every point evaluated), **proxy** (every po
 ``core.sweep.proxies``, with its agreement against whatever exact points the cache holds) or **hybrid** (the proxy
 everywhere, the exact sweep on the points a plan at a chosen FLOPs budget turns on, ``core.sweep.hybrid``).
 Everything goes through the on-disk sweep cache: a grid swept before is read back at once, a larger one computes
-only the rows it lacks, and the hybrid's exact rows are the exact sweep's.
+only the rows it lacks, and the hybrid's exact rows are the exact sweep's. The exact points run in this process or
+on Ray (a local instance, or a running cluster), the progress bar moving as each layer's rows arrive.
 """
 import streamlit as st
 
@@ -44,6 +45,14 @@ proxy = middle.selectbox("Proxy", PROXIES, disabled=mode == "exact", **state.kee
 flops = right.slider("Hybrid's FLOPs budget (%)", 10, 95, step=5, disabled=mode != "hybrid",
                      **state.keep("sweep_hybrid_flops", 50), help="the plan whose decisions the exact points settle")
 
+left, right = st.columns([2, 2])
+where = left.radio("Exact points run on", list(cached.RUN_ON), format_func=cached.RUN_ON.get, horizontal=True,
+                   disabled=mode == "proxy", **state.keep("sweep_on", "local"),
+                   help="Ray (pip install 'rankscope[ray]'): each layer's points are a task, the rows arrive as the "
+                        "tasks finish; a local instance takes some 20 s to start")
+address = right.text_input("Ray cluster address", disabled=where != "cluster", placeholder="auto or HOST:PORT",
+                           **state.keep("sweep_address", "auto"), help="auto: the cluster this machine joined with ray start")
+
 
 def _bar(what: str):
     bar = st.progress(0.0, text=f"{what}…")
@@ -66,13 +75,16 @@ run = b1.button(f"Run {mode} sweep", type="primary", disabled=swept is not None,
 b2.button("Cancel", help="stops a running sweep (any other click does too)")
 if run:
     st.session_state["job"] = f"The {mode} sweep"
+    on = "" if where == "local" or mode == "proxy" else " on Ray"
     try:
+        executor = cached.executor(where if mode != "proxy" else "local", address)
         if mode == "exact":
-            cached.run_sweep(c, grid, progress=_bar("Sweeping, row"))
+            cached.run_sweep(c, grid, progress=_bar(f"Sweeping{on}, rows arrived"), on=executor)
         elif mode == "proxy":
             results[result_key] = cached.run_proxy(c, grid, proxy, progress=_bar(f"Scoring by {proxy}, layer"))
         else:
-            results[result_key] = cached.run_hybrid(c, grid, proxy, flops / 100, progress=_bar("Exact points, row"))
+            results[result_key] = cached.run_hybrid(c, grid, proxy, flops / 100, progress=_bar(f"Exact points{on}, rows arrived"),
+                                                    on=executor)
     except RankscopeError as err:
         st.session_state.pop("job")
         st.error(str(err))

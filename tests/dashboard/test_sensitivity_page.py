@@ -84,3 +84,25 @@ def test_hybrid_mode_scores_only_some_points_exactly(page, tmp_path):
     assert not at.exception, at.exception
     caption = next(c.value for c in at.caption if "scored exactly" in c.value)
     assert caption.endswith("growths); the other cells are not scored") and f"of the grid's {2 * POINTS} points" in caption
+
+
+def test_a_cluster_out_of_reach_is_a_message_and_caches_nothing(page, tmp_path):
+    settings = dict(sweep_layers=LAYERS, sweep_points=POINTS, sweep_folder=str(tmp_path))
+    at = page("pages/sensitivity.py", **settings, sweep_on="cluster", sweep_address="127.0.0.1:9")  # discard port
+    [b for b in at.button if b.label == "Run exact sweep"][0].click().run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("cannot reach the Ray cluster at 127.0.0.1:9")
+    assert list(tmp_path.iterdir()) == []  # no partial cache entries
+
+
+def test_a_sweep_on_a_local_ray_instance_draws_the_in_process_table(page, tmp_path):
+    pytest.importorskip("ray")  # make test installs the extra; without it the page says how to
+    settings = dict(sweep_layers=LAYERS, sweep_points=POINTS)
+    local = page("pages/sensitivity.py", **settings, sweep_folder=str(tmp_path / "local"))
+    [b for b in local.button if b.label == "Run exact sweep"][0].click().run()
+    on_ray = page("pages/sensitivity.py", **settings, sweep_folder=str(tmp_path / "ray"), sweep_on="ray")
+    [b for b in on_ray.button if b.label == "Run exact sweep"][0].click().run()
+    assert not on_ray.exception, on_ray.exception
+    assert not on_ray.error
+    assert np.array_equal(_array(_figures(on_ray)[0]["data"][0]["z"]), _array(_figures(local)[0]["data"][0]["z"]),
+                          equal_nan=True)
