@@ -72,3 +72,23 @@ def fraction(flag: str) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def points(flag: str) -> Callable[[str], float]:
+    """A parser of percentage points in (0, 100), e.g. ``--ci 2`` for ±2 points.
+
+    Returns
+    -------
+    Callable[[str], float]
+        Parses ``text`` as a ``float``; ``argparse.ArgumentTypeError`` when it is not a number or is outside (0, 100).
+    """
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number of points, got {text!r}") from None
+        if not 0 < value < 100:
+            raise argparse.ArgumentTypeError(f"{flag} must be in (0, 100) points, got {value:g}")
+        return value
+
+    return parse

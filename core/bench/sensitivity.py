@@ -46,17 +46,19 @@ from core.sweep import PROXIES, agreement, layer_methods, proxy_table, sweep
 from core.sweep.allocate import allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.hybrid import hybrid_table
+from core.sweep.interval import half_width
 from core.sweep.table import DENSE
 
 BUDGETS = (0.25, 0.5, 0.75)
 # model -> (sweep data, held-out data, sweep samples, held-out samples, ranks per layer, batched, refinement
 # evaluations). fmnist-resnet chooses on training images and is scored on test images; MobileNetV2, without labelled
 # data, on crops of disjoint photos (fidelity). Its exact sweep of 46 layers at 4 ranks on 32 crops took 230 s here and
-# each hybrid as long, so the bench sweeps 16 crops, refines with 5 evaluations and leaves its batched sweep out (it
-# runs slower than the plain one on this CPU: see fmnist-resnet's).
+# each hybrid as long, and each held-out score of 256 crops 22 s, so the bench sweeps 16 crops, scores plans on 64,
+# refines with 5 evaluations and leaves its batched sweep out (it runs slower than the plain one on this CPU: see
+# fmnist-resnet's); that fits the command in 15 minutes.
 MODELS = {
     "fmnist-resnet": ("fashion-mnist:train", "fashion-mnist", 1000, 2000, 10, True, 20),
-    "imagenet-mobilenetv2": ("photos:train", "photos", 16, 256, 4, False, 5),
+    "imagenet-mobilenetv2": ("photos:train", "photos", 16, 64, 4, False, 5),
 }
 REFINE_SAMPLES = 500  # the first of the sweep's samples they are scored on (never the held-out data)
 
@@ -68,6 +70,7 @@ class ModelResult:
     name: str
     points: int
     samples: int
+    held_out: int
     headline: str
     exact_s: float
     batched_s: float
@@ -139,7 +142,8 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
         if not exact[metrics + ["loss"]].fillna(-1.0).equals(batched[metrics + ["loss"]].fillna(-1.0)):
             raise RankscopeError(f"{name}: the batched exact sweep differs from the exact sweep")
         log(f"{name}: batched exact sweep ({stack} ranks per pass) {batched_s:.1f} s, identical table")
-    result = ModelResult(name, int((exact["method"] != DENSE).sum()), len(data), task.headline, exact_s, batched_s)
+    result = ModelResult(name, int((exact["method"] != DENSE).sum()), len(data), test.samples, task.headline, exact_s,
+                         batched_s)
     tables = {}
     for proxy in proxies:
         if proxy in ("taylor", "fisher") and task.needs_reference:
@@ -164,7 +168,9 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
 
 def format_result(r: ModelResult) -> str:
     """The model's timing, agreement and regret tables."""
-    lines = [f"{r.name}: {r.points} points, {r.samples} samples; held-out {r.headline} of the dense model {100 * r.dense:.2f} %",
+    lines = [f"{r.name}: {r.points} points, {r.samples} samples (a point's {r.headline} within ±{100 * half_width(r.samples):.1f} "
+             f"points at 95 %); held-out {r.headline} of the dense model {100 * r.dense:.2f} % on {r.held_out} (a plan's within "
+             f"±{100 * half_width(r.held_out):.1f})",
              f"{'sweep':>16s} {'wall s':>8s} {'x exact':>8s} {'tau':>6s} {'rho':>6s}",
              f"{'exact':>16s} {r.exact_s:8.1f} {1.0:8.2f}",
              f"{'batched exact':>16s} {r.batched_s:8.1f} {r.exact_s / r.batched_s:8.2f}" if r.batched_s == r.batched_s

@@ -16,7 +16,7 @@ from core.errors import RankscopeError
 from core.io import check_writable
 from core.models.cfg import ModelCfg
 from core.plan import save_plan
-from core.profile import example_input
+from core.profile import example_input, task_for
 from core.profile.checks import RUNTIMES
 from core.profile.context import torch_threads
 from core.speed import LayerTimes
@@ -25,6 +25,7 @@ from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.engine import SWEEP_SAMPLES
 from core.sweep.hybrid import hybrid_table
+from core.sweep.interval import CONFIDENCE, check_proportion, half_width, samples_for
 from core.sweep.proxies import PROXIES, proxy_table
 
 
@@ -38,6 +39,13 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
     if not data_name:
         raise RankscopeError("a sweep scores the model: give evaluation data with --data")
     source = training_data(data_name, cfg) if split == "train" else load_dataset(data_name, cfg)
+    if args.ci is not None:  # the subset a stated interval on the headline needs, worst case over the points
+        headline = check_proportion(task_for(source))
+        wanted = samples_for(args.ci / 100, args.confidence)
+        args.samples = min(wanted, len(source))
+        print(f"{wanted} samples keep every point's {headline.title} within ±{args.ci:g} points at {100 * args.confidence:g} % "
+              "confidence" + (f"; the data has {len(source)}: ±{100 * half_width(len(source), args.confidence):.2f}"
+                              if wanted > len(source) else ""), file=sys.stderr)
     dataset = eval_subset(source, args.samples, seed=args.seed)
     key = data_key(data_name if split == "test" else f"{data_name}-{split}", args.samples, args.seed)
     cache = None if args.no_cache else SweepCache(key, Path(args.cache_dir))
@@ -142,8 +150,14 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", type=argtypes.positive("--points"), default=10, help="ranks per layer and method, 1 to full rank")
     p.add_argument("--data", help="evaluation data (default: the model's own; allocate learns from its training split; "
                    "unlabelled data such as photos:N is scored by fidelity to the dense model)")
-    p.add_argument("--samples", type=argtypes.positive("--samples"), default=SWEEP_SAMPLES,
-                   help="images scored per point (sweep: of the test split; allocate: of the training split)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--samples", type=argtypes.positive("--samples"), default=SWEEP_SAMPLES,
+                      help="images scored per point (sweep: of the test split; allocate: of the training split)")
+    size.add_argument("--ci", type=argtypes.points("--ci"), default=None, metavar="POINTS",
+                      help="instead of --samples: as many as keep every point's headline (a share of the samples: "
+                           "top-1, agreement) within ±POINTS at --confidence (worst case, at 50 %%)")
+    p.add_argument("--confidence", type=argtypes.fraction("--confidence"), default=CONFIDENCE,
+                   help="confidence of --ci's interval (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
     p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=1, help="batch of the latency timings")

@@ -20,3 +20,4 @@ def test_bench_model_measures_every_sweep_and_the_regrets():
     table = format_result(result)
     assert re.search(r"hybrid @0.5 +[0-9.]+ +[0-9.]+ +\(\w+, \d+ exact points\)", table)
     assert "batched exact" in table
+    assert result.held_out == 64 and "(a point's top1 within ±12.2 points at 95 %)" in table  # 1.96 * 0.5 / 8

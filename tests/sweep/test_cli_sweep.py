@@ -28,6 +28,13 @@ def test_sweep_writes_the_table_and_allocate_a_plan(tmp_path, capsys):
     assert plan.model == "fmnist-resnet" and set(plan.layers) | set(plan.skipped) == {"fc", "layer3.0.downsample.0"}
 
 
+def test_ci_sizes_the_sweep_subset(tmp_path, capsys):
+    assert main(["sweep", "fmnist-resnet", "--ci", "5", "--layers", "fc", "--points", "1", "--threads", "1",
+                 "--no-cache", "--out", str(tmp_path / "t.csv")]) == 0
+    assert "385 samples keep every point's top-1 within ±5 points at 95 % confidence" in capsys.readouterr().err
+    assert (read_table(tmp_path / "t.csv")["samples"] == 385).all()
+
+
 def test_sweep_writes_a_proxy_table_through_the_cache(tmp_path, capsys):
     common = ["--layers", "fc", "layer3.0.downsample.0", "--points", "3", "--samples", "32", "--threads", "1",
               "--cache-dir", str(tmp_path / "cache")]
@@ -78,6 +85,8 @@ def test_a_latency_target_out_of_reach_writes_the_closest_plan_and_says_so(tmp_p
      "the uniform allocator reads none"),
     (["allocate", "fmnist-resnet", "--target-flops", "0.5", "--methods", "cp", "--allocator", "energy", "--out", "x.yaml"],
      "cp has no singular values"),
+    (["sweep", "fmnist-resnet", "--ci", "2", "--confidence", "1", "--out", "x.csv"], "confidence must be in (0, 1)"),
+    (["sweep", "srmd-x2", "--ci", "2", "--out", "x.csv"], "PSNR (dB) is not: give --samples"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -89,7 +98,9 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monke
 @pytest.mark.parametrize("args", [["allocate", "fmnist-resnet", "--out", "x.yaml"],
                                   ["allocate", "fmnist-resnet", "--target-flops", "1.5", "--out", "x.yaml"],
                                   ["sweep", "fmnist-resnet", "--points", "0", "--out", "x.csv"],
-                                  ["sweep", "fmnist-resnet", "--proxy", "hessian", "--out", "x.csv"]])
+                                  ["sweep", "fmnist-resnet", "--proxy", "hessian", "--out", "x.csv"],
+                                  ["sweep", "fmnist-resnet", "--ci", "2", "--samples", "100", "--out", "x.csv"],
+                                  ["sweep", "fmnist-resnet", "--ci", "0", "--out", "x.csv"]])
 def test_bad_flags_exit_2(args):
     with pytest.raises(SystemExit) as exit_:
         main(args)
