@@ -8,13 +8,15 @@ the evaluation photos, since only 20 labelled ImageNet photos ship here), every 
 1. **exact**: :func:`core.sweep.sweep`, one point at a time; its wall time;
 2. **batched exact**: the same with ``stack`` ranks of a layer in one suffix pass
    (:meth:`core.evaluate.cached.LayerEvaluator.evaluate_variants`); its table must equal the exact one
-   bit for bit (an error otherwise);
+   bit for bit (an error otherwise); **early stop**: the exact sweep stopping each point once it is, at 95 %,
+   :data:`EARLY_DROP` below the dense model (:class:`core.sweep.interval.EarlyStop`); the points it let run must
+   equal the exact ones bit for bit;
 3. **each proxy** the task allows (:mod:`core.sweep.proxies`): wall time, Kendall τ and Spearman ρ pooled over
    every point against the exact table (:func:`core.sweep.agreement`);
 4. **hybrid** (:mod:`core.sweep.hybrid`) with the best-agreeing proxy, at each FLOPs budget: wall time (the
    proxy's pass plus the exact points it asks for) and exact points scored;
-5. **regret**: at each budget, the ``rankscope`` allocator on the exact table, on each proxy's and on the hybrid's,
-   each refined with the same ``--refine`` whole-model evaluations on the sweep's data (:mod:`core.sweep.refine`;
+5. **regret**: at each budget, the ``rankscope`` allocator on the exact table, on each proxy's, on the hybrid's and
+   on the early-stopped sweep's, each refined with the same ``--refine`` whole-model evaluations on the sweep's data (:mod:`core.sweep.refine`;
    without them the knapsack's additive losses collapse every table's 50 % plan); each plan applied and scored
    on the held-out data; regret = the exact plan's headline metric minus the other's, in points (top-1 %, or
    agreement % under fidelity). Negative: the other table's plan scored higher;
@@ -46,19 +48,39 @@ from core.sweep import PROXIES, agreement, layer_methods, proxy_table, sweep
 from core.sweep.allocate import allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.hybrid import hybrid_table
-from core.sweep.interval import half_width
+from core.sweep.interval import EarlyStop, half_width
 from core.sweep.table import DENSE
 
 BUDGETS = (0.25, 0.5, 0.75)
-# model -> (sweep data, held-out data, sweep samples, held-out samples, ranks per layer, batched, refinement
-# evaluations). fmnist-resnet chooses on training images and is scored on test images; MobileNetV2, without labelled
-# data, on crops of disjoint photos (fidelity). Its exact sweep of 46 layers at 4 ranks on 32 crops took 230 s here and
-# each hybrid as long, and each held-out score of 256 crops 22 s, so the bench sweeps 16 crops, scores plans on 64,
-# refines with 5 evaluations and leaves its batched sweep out (it runs slower than the plain one on this CPU: see
-# fmnist-resnet's); that fits the command in 15 minutes.
+EARLY_DROP = 0.05  # the early-stopped sweep drops a point once it is surely 5 points below the dense model
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How :func:`bench_model` measures one model: its sweep data and held-out data (``name[:split]`` of
+    :func:`core.data.load_dataset`, with their sizes), ranks per layer, whether the batched and the early-stopped
+    exact sweeps run, refinement evaluations per plan, and the FLOPs budgets."""
+
+    data: str
+    held_out_data: str
+    samples: int
+    held_out: int
+    points: int
+    batched: bool
+    early: bool
+    refine: int
+    budgets: tuple[float, ...] = BUDGETS
+
+
+# fmnist-resnet chooses on training images and is scored on test images; MobileNetV2, without labelled data, on crops
+# of disjoint photos (fidelity). Its exact sweep of 46 layers at 4 ranks on 32 crops took 230 s here and each hybrid as
+# long, and each held-out score of 256 crops 22 s, so the bench sweeps 16 crops, scores plans on 64, refines with 5
+# evaluations and leaves its batched sweep out (it runs slower than the plain one on this CPU: see fmnist-resnet's) and
+# its early stop (16 crops are one batch: there is no look between batches). Every MobileNetV2 plan at 25-75 % of the
+# FLOPs keeps 0 % agreement without fine-tuning, so it is also planned at 90 %, where the tables can differ.
 MODELS = {
-    "fmnist-resnet": ("fashion-mnist:train", "fashion-mnist", 1000, 2000, 10, True, 20),
-    "imagenet-mobilenetv2": ("photos:train", "photos", 16, 64, 4, False, 5),
+    "fmnist-resnet": Setting("fashion-mnist:train", "fashion-mnist", 1000, 2000, 10, True, True, 20),
+    "imagenet-mobilenetv2": Setting("photos:train", "photos", 16, 64, 4, False, False, 5, (*BUDGETS, 0.9)),
 }
 REFINE_SAMPLES = 500  # the first of the sweep's samples they are scored on (never the held-out data)
 
@@ -73,7 +95,8 @@ class ModelResult:
     held_out: int
     headline: str
     exact_s: float
-    batched_s: float
+    batched_s: float = float("nan")  # not run: NaN
+    early: tuple[float, int] | None = None  # the exact sweep with an early stop: (s, points stopped); None: not run
     proxies: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # proxy -> (s, tau, rho)
     hybrid: dict[float, tuple[float, int]] = field(default_factory=dict)  # budget -> (s, exact points)
     scores: dict[tuple[str, float], float] = field(default_factory=dict)  # (table, budget) -> held-out headline
@@ -114,36 +137,44 @@ def _score(model: Any, table: pd.DataFrame, budget: float, example: Any, held_ou
 
 
 def bench_model(name: str, *, points: int | None = None, samples: int | None = None, held_out: int | None = None, stack: int = 10,
-                budgets: tuple[float, ...] = BUDGETS, proxies: tuple[str, ...] = PROXIES, refine: int | None = None,
+                budgets: tuple[float, ...] | None = None, proxies: tuple[str, ...] = PROXIES, refine: int | None = None,
                 log: Any = print) -> ModelResult:
-    """Steps 1-5 of the module docstring for ``name`` (a key of :data:`MODELS`), with torch's current threads.
+    """Steps 1-5 of the module docstring for ``name`` (a key of :data:`MODELS`, whose :class:`Setting` fills in what is
+    ``None``), with torch's current threads.
 
     Raises
     ------
     RankscopeError
-        The batched exact sweep differs from the exact one.
+        The batched exact sweep differs from the exact one, or a point the early stop let run does.
     """
-    sweep_spec, test_spec, default_samples, default_held_out, default_points, batched_too, default_refine = MODELS[name]
-    points = points or default_points
-    refine = default_refine if refine is None else refine
+    setting = MODELS[name]
+    points = points or setting.points
+    refine = setting.refine if refine is None else refine
     model, cfg = create_model(name)
-    data = _data(sweep_spec, cfg, samples or default_samples)
-    test = LayerEvaluator(model, _data(test_spec, cfg, held_out or default_held_out))
+    data = _data(setting.data, cfg, samples or setting.samples)
+    test = LayerEvaluator(model, _data(setting.held_out_data, cfg, held_out or setting.held_out))
     task = task_for(data)
     example = example_input(cfg, 1)
     refine_data = eval_subset(data, min(len(data), REFINE_SAMPLES))
     sweep(model, eval_subset(data, 4), layers=list(layer_methods(model))[-1:], points=1)  # first-call costs untimed
     exact, exact_s = _timed(lambda: sweep(model, data, points=points))
     log(f"{name}: exact sweep {exact_s:.1f} s ({(exact['method'] != DENSE).sum()} points, {len(data)} samples)")
-    batched_s = float("nan")
-    if batched_too:
-        batched, batched_s = _timed(lambda: sweep(model, data, points=points, stack=stack))
+    result = ModelResult(name, int((exact["method"] != DENSE).sum()), len(data), test.samples, task.headline, exact_s)
+    if setting.batched:
+        batched, result.batched_s = _timed(lambda: sweep(model, data, points=points, stack=stack))
         metrics = [m.name for m in task.metrics]
         if not exact[metrics + ["loss"]].fillna(-1.0).equals(batched[metrics + ["loss"]].fillna(-1.0)):
             raise RankscopeError(f"{name}: the batched exact sweep differs from the exact sweep")
-        log(f"{name}: batched exact sweep ({stack} ranks per pass) {batched_s:.1f} s, identical table")
-    result = ModelResult(name, int((exact["method"] != DENSE).sum()), len(data), test.samples, task.headline, exact_s,
-                         batched_s)
+        log(f"{name}: batched exact sweep ({stack} ranks per pass) {result.batched_s:.1f} s, identical table")
+    scored = {"exact": exact}
+    if setting.early:
+        scored["early stop"], early_s = _timed(lambda: sweep(model, data, points=points, early_stop=EarlyStop(EARLY_DROP)))
+        stopped = (scored["early stop"]["samples"] < exact["samples"]).to_numpy()
+        if not scored["early stop"][~stopped].fillna(-1.0).equals(exact[~stopped].fillna(-1.0)):
+            raise RankscopeError(f"{name}: a point the early stop let run differs from the exact sweep's")
+        result.early = (early_s, int(stopped.sum()))
+        log(f"{name}: exact sweep with early stop at {100 * EARLY_DROP:g} points {early_s:.1f} s, {result.early[1]} points "
+            "stopped, the others identical")
     tables = {}
     for proxy in proxies:
         if proxy in ("taylor", "fisher") and task.needs_reference:
@@ -154,15 +185,15 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
         log(f"{name}: {found.summary()}, {seconds:.1f} s")
     result.best = max(result.proxies, key=lambda p: result.proxies[p][1])
     result.dense = test.evaluate()[test.task.headline]
-    for budget in budgets:
+    for budget in budgets or setting.budgets:
         target = Target("flops", budget)
         hybrid, seconds = _timed(lambda: hybrid_table(model, data, target, example, proxy=result.best, points=points))
         seconds += result.proxies[result.best][0]  # the proxy pass is part of the hybrid's cost
         result.hybrid[budget] = (seconds, int(hybrid.attrs["exact_points"]))
-        for label, table in ({"exact": exact, "hybrid": hybrid} | tables).items():
+        for label, table in ({"exact": exact, "hybrid": hybrid} | scored | tables).items():
             result.scores[(label, budget)] = _score(model, table, budget, example, test, refine_data, refine)
         log(f"{name} at {budget:g} of the FLOPs: hybrid {seconds:.1f} s, {hybrid.attrs['exact_points']} exact points; "
-            + ", ".join(f"{label} {100 * result.scores[(label, budget)]:.2f}" for label in ["exact", "hybrid", *tables]))
+            + ", ".join(f"{label} {100 * value:.2f}" for (label, at), value in result.scores.items() if at == budget))
     return result
 
 
@@ -175,17 +206,20 @@ def format_result(r: ModelResult) -> str:
              f"{'exact':>16s} {r.exact_s:8.1f} {1.0:8.2f}",
              f"{'batched exact':>16s} {r.batched_s:8.1f} {r.exact_s / r.batched_s:8.2f}" if r.batched_s == r.batched_s
              else f"{'batched exact':>16s}  not run (--stack's sweep runs slower than the plain one on this CPU)"]
+    if r.early is not None:
+        lines.append(f"{'early stop':>16s} {r.early[0]:8.1f} {r.exact_s / r.early[0]:8.2f}   ({r.early[1]} points stopped "
+                     f"at {100 * EARLY_DROP:g} points, the others identical)")
     for proxy, (seconds, tau, rho) in r.proxies.items():
         lines.append(f"{proxy:>16s} {seconds:8.1f} {r.exact_s / seconds:8.2f} {tau:6.3f} {rho:6.3f}")
     for budget, (seconds, exact_points) in r.hybrid.items():
         lines.append(f"{'hybrid @' + format(budget, 'g'):>16s} {seconds:8.1f} {r.exact_s / seconds:8.2f}   "
                      f"({r.best}, {exact_points} exact points)")
-    labels = ["hybrid", *r.proxies]
+    labels = ["hybrid", *(["early stop"] if r.early is not None else []), *r.proxies]
     lines.append(f"regret (points of held-out {r.headline} below the exact sweep's plan), rankscope knapsack:")
-    lines.append(f"{'FLOPs':>6s} {'exact plan':>11s} " + " ".join(f"{label:>9s}" for label in labels))
+    lines.append(f"{'FLOPs':>6s} {'exact plan':>11s} " + " ".join(f"{label:>10s}" for label in labels))
     for budget in r.hybrid:
         lines.append(f"{budget:6g} {100 * r.scores[('exact', budget)]:9.2f} % "
-                     + " ".join(f"{r.regret(label, budget):9.2f}" for label in labels))
+                     + " ".join(f"{r.regret(label, budget):10.2f}" for label in labels))
     return "\n".join(lines)
 
 
@@ -202,9 +236,9 @@ def run(args: argparse.Namespace) -> None:
 
             name = args.models[0]
             model, cfg = create_model(name)
-            data = _data(MODELS[name][0], cfg, args.samples or MODELS[name][2])
+            data = _data(MODELS[name].data, cfg, args.samples or MODELS[name].samples)
             for cpus in (1, 2):  # one CPU isolates the overhead; two is the cluster the issue names
-                overhead = ray_overhead(model, data, cpus=cpus, threads=1, points=args.points or MODELS[name][4])
+                overhead = ray_overhead(model, data, cpus=cpus, threads=1, points=args.points or MODELS[name].points)
                 print(f"Ray, {name}: {overhead.summary()}")
     print(f"bench sensitivity: {time.perf_counter() - start:.0f} s")
     first = results[0]

@@ -25,7 +25,7 @@ from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
 from core.sweep.budget import Problem, Target
 from core.sweep.engine import SWEEP_SAMPLES
 from core.sweep.hybrid import hybrid_table
-from core.sweep.interval import CONFIDENCE, check_proportion, half_width, samples_for
+from core.sweep.interval import CONFIDENCE, EarlyStop, check_proportion, half_width, samples_for
 from core.sweep.proxies import PROXIES, proxy_table
 
 
@@ -66,9 +66,10 @@ def sweep_table(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, *, la
             table = proxy_table(model, dataset, proxy, layers=args.layers, methods=args.methods, points=args.points,
                                 mix=mix, multiple=rank_multiple(args), cache=cache, progress=scored)
         else:
+            early = EarlyStop(args.early_stop / 100, args.confidence) if args.early_stop is not None else None
             table = sweep(model, dataset, layers=args.layers, methods=args.methods, points=args.points, mix=mix,
                           multiple=rank_multiple(args), latency=latency, latency_batch=args.latency_batch, cache=cache,
-                          progress=progress, executor=executor)
+                          progress=progress, executor=executor, early_stop=early)
     return table, dataset
 
 
@@ -84,7 +85,10 @@ def sweep_executor(args: argparse.Namespace) -> str | RayExecutor:
 
 
 def hybrid_target(args: argparse.Namespace, target: Target | None) -> Target | None:
-    """``target`` when ``--hybrid`` asks for a hybrid sweep (checked: it needs ``--proxy``), else ``None``."""
+    """``target`` when ``--hybrid`` asks for a hybrid sweep (checked: it needs ``--proxy``), else ``None``; also checks
+    that ``--early-stop`` comes with the exact sweep only."""
+    if args.early_stop is not None and args.proxy is not None:
+        raise RankscopeError("--early-stop stops exact points early and a --proxy table evaluates none: leave out one of them")
     if not args.hybrid:
         return None
     if args.proxy is None:
@@ -156,8 +160,11 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     size.add_argument("--ci", type=argtypes.points("--ci"), default=None, metavar="POINTS",
                       help="instead of --samples: as many as keep every point's headline (a share of the samples: "
                            "top-1, agreement) within ±POINTS at --confidence (worst case, at 50 %%)")
+    p.add_argument("--early-stop", type=argtypes.points("--early-stop"), default=None, metavar="POINTS",
+                   help="stop scoring a point after the batch that puts its headline, at --confidence, more than POINTS "
+                        "below the dense model's on the same samples (its row's samples say how many; not cached)")
     p.add_argument("--confidence", type=argtypes.fraction("--confidence"), default=CONFIDENCE,
-                   help="confidence of --ci's interval (default 0.95)")
+                   help="confidence of --ci's interval and of --early-stop's decision (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation subset")
     p.add_argument("--threads", type=argtypes.threads, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--latency-batch", type=argtypes.positive("--latency-batch"), default=1, help="batch of the latency timings")

@@ -263,6 +263,7 @@ class LayerEvaluator:
         path: str = "auto",
         progress: Progress | None = None,
         cancel: Callable[[], bool] | None = None,
+        stop: Callable[[Scores], bool] | None = None,
     ) -> Scores:
         """Score the model with each ``replacements[path]`` in place of the module at ``path``.
 
@@ -272,6 +273,8 @@ class LayerEvaluator:
         path : ``"auto"`` (the cached cut when possible), ``"cached"`` (fail if it is not possible) or ``"full"``.
         progress : called with ``(batches done, batches in all)`` after each batch.
         cancel : called before each batch; ``True`` stops with :class:`~core.profile.Cancelled`.
+        stop : called after each batch but the last with the scores so far; ``True`` returns them (their
+            ``samples`` say how many were scored) without the remaining batches.
 
         Raises
         ------
@@ -286,13 +289,13 @@ class LayerEvaluator:
         # no_grad, not inference_mode: cached tensors keep their version counters (see _run_cut)
         with self._lock, torch.no_grad():
             if not replacements:
-                return self._run(self._forward(self.model), progress, cancel)
+                return self._run(self._forward(self.model), progress, cancel, stop)
             cut = self._cut(frozenset(replacements)) if path != "full" else "full path asked for"
             if isinstance(cut, Cut):
-                return self._run_cut(cut, replacements, progress, cancel)
+                return self._run_cut(cut, replacements, progress, cancel, stop)
             if path == "cached":
                 raise RankscopeError(f"cannot evaluate {', '.join(sorted(replacements))} from cached activations: {cut}")
-            return self._run_swapped(replacements, progress, cancel)
+            return self._run_swapped(replacements, progress, cancel, stop)
 
     def evaluate_variants(
         self,
@@ -362,8 +365,8 @@ class LayerEvaluator:
 
     # --- the two paths -----------------------------------------------------------------------
     def _run(self, forward: Callable[[int], torch.Tensor], progress: Progress | None,
-             cancel: Callable[[], bool] | None) -> Scores:
-        """Score ``forward(i)``, the outputs for batch ``i``, over every batch."""
+             cancel: Callable[[], bool] | None, stop: Callable[[Scores], bool] | None = None) -> Scores:
+        """Score ``forward(i)``, the outputs for batch ``i``, over every batch (until ``stop`` says so)."""
         tally = self.task.tally()
         for i, (_, labels) in enumerate(self.batches):
             if cancel is not None and cancel():
@@ -371,13 +374,15 @@ class LayerEvaluator:
             tally.add(forward(i), labels, self.references[i] if self.references else None)
             if progress is not None:
                 progress(i + 1, len(self.batches))
+            if stop is not None and i + 1 < len(self.batches) and stop(scores_of(self.task, tally)):
+                break
         return scores_of(self.task, tally)
 
     def _forward(self, model: nn.Module) -> Callable[[int], torch.Tensor]:
         return lambda i: model(self.batches[i][0])
 
     def _run_swapped(self, replacements: Mapping[str, nn.Module], progress: Progress | None,
-                     cancel: Callable[[], bool] | None) -> Scores:
+                     cancel: Callable[[], bool] | None, stop: Callable[[Scores], bool] | None) -> Scores:
         """The full forward pass of a private copy of the model with the layers swapped in (and back out)."""
         if self._work is None:
             self._work = copy.deepcopy(self.model)
@@ -386,18 +391,18 @@ class LayerEvaluator:
             for path, module in replacements.items():
                 originals[path] = work.get_submodule(path)
                 set_module(work, path, module)
-            return self._run(self._forward(work), progress, cancel)
+            return self._run(self._forward(work), progress, cancel, stop)
         finally:
             for path, module in originals.items():
                 set_module(work, path, module)
 
     def _run_cut(self, cut: Cut, replacements: Mapping[str, nn.Module], progress: Progress | None,
-                 cancel: Callable[[], bool] | None) -> Scores:
+                 cancel: Callable[[], bool] | None, stop: Callable[[Scores], bool] | None) -> Scores:
         for path, module in replacements.items():
             setattr(cut.suffix, cut.slots[path], module)
         try:
             self._fill(cut)
-            return self._run(lambda i: self._run_suffix(cut, i), progress, cancel)
+            return self._run(lambda i: self._run_suffix(cut, i), progress, cancel, stop)
         finally:
             for path, slot in cut.slots.items():
                 setattr(cut.suffix, slot, self.model.get_submodule(path))

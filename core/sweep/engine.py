@@ -39,10 +39,12 @@ from core.profile import Cancelled, count_flops, count_params, task_for
 from core.profile.latency import capture_inputs, time_calls
 from core.sweep.cache import SweepCache
 from core.sweep.distributed import RayExecutor
+from core.sweep.interval import EarlyStop, check_proportion
 from core.sweep.table import DENSE, MODEL, Point, PointKey, columns, empty_table, key_of, score_columns
 from core.task import Scores, Task
 
 Row = dict[str, Any]
+STOPPED = "stopped"  # a computed row's flag (not a table column): scored on fewer batches by an early stop
 SWEEP_SAMPLES = 1000  # default evaluation subset of `rankscope sweep` and `rankscope allocate`
 # A mixed sweep tries, beside a layer's default method, these data-free alternatives (all nested or
 # closed-form, so a sweep stays seconds per layer; CP is left out: one ALS fit per rank takes minutes).
@@ -105,11 +107,14 @@ class _Measurer:
     """Computes table rows for one model and dataset; the evaluator, sites and captured inputs are made on first use."""
 
     def __init__(self, model: nn.Module, dataset: Any, task: Task, layers: list[str], batch_size: int, latency_batch: int,
-                 latency_repeats: int) -> None:
+                 latency_repeats: int, early_stop: EarlyStop | None = None) -> None:
         self.model, self.dataset, self.task, self.layers = model.eval(), dataset, task, layers
         self.batch_size, self.latency_batch, self.latency_repeats = batch_size, latency_batch, latency_repeats
+        self.early_stop = early_stop
         self._evaluator: LayerEvaluator | None = None
         self._inputs: dict[str, tuple] | None = None
+        self._dense: Scores | None = None
+        self._dense_so_far: dict[int, float] = {}  # samples seen -> the dense model's headline on them
         self.sites = layer_sites(model, self.example(1), layers)
 
     def example(self, batch: int) -> torch.Tensor:
@@ -124,6 +129,24 @@ class _Measurer:
         if self._evaluator is None:
             self._evaluator = LayerEvaluator(self.model, self.dataset, task=self.task, batch_size=self.batch_size)
         return self._evaluator
+
+    def dense(self, cancel: Callable[[], bool] | None = None) -> Scores:
+        """The unmodified model's scores, computed once (with its headline after each batch, for :meth:`stop`)."""
+        if self._dense is None:
+            self._dense = self.evaluator.evaluate(cancel=cancel, stop=self._record)
+        return self._dense
+
+    def _record(self, so_far: Scores) -> bool:
+        self._dense_so_far[so_far.samples] = so_far.score
+        return False
+
+    def stop(self) -> Callable[[Scores], bool] | None:
+        """The evaluator's ``stop`` of a point under :attr:`early_stop` (``None`` without one)."""
+        if self.early_stop is None:
+            return None
+        self.dense()
+        checks, early = len(self.evaluator.batches) - 1, self.early_stop
+        return lambda so_far: early.decided(so_far, self._dense_so_far[so_far.samples], checks)
 
     def latency(self, module: nn.Module, layer: str) -> Row:
         """Median ms of ``module`` alone on the input ``layer`` receives (the whole model on the example for MODEL)."""
@@ -189,13 +212,13 @@ class _Measurer:
         row: Row = {"layer": key.layer, "method": key.method, "rank": key.rank, "fraction": 1.0,
                     "latency_ms": float("nan"), "latency_batch": 0, "latency_threads": 0}
         if key.layer == MODEL:
-            result = self.evaluator.evaluate(cancel=cancel)
+            result = self.dense(cancel)
             row |= {"params": count_params(module), "flops": int(count_flops(module, self.example(1)).per_sample)}
             return row | score_columns(result)
         if key.method == DENSE:
             cost = entry_cost(module, None, self.sites[key.layer])
             return row | {"params": cost.params, "flops": cost.flops} | {k: v for k, v in base.items() if k not in row and k not in ("params", "flops")}
-        return self._point_row(key, module, self.evaluator.evaluate({key.layer: built}, cancel=cancel))
+        return self._point_row(key, module, self.evaluator.evaluate({key.layer: built}, cancel=cancel, stop=self.stop()))
 
     def _point_row(self, key: PointKey, module: nn.Module, result: Scores) -> Row:
         """The row of point ``key`` of layer ``module`` scored ``result``: its scores and its costs at the layer's site."""
@@ -204,7 +227,8 @@ class _Measurer:
         cost = entry_cost(module, LayerEntry(key.method, rank), self.sites[key.layer])
         return {"layer": key.layer, "method": key.method, "rank": key.rank, "fraction": rank_fraction(method, module, rank),
                 "latency_ms": float("nan"), "latency_batch": 0, "latency_threads": 0,
-                "params": cost.params, "flops": cost.flops} | score_columns(result)
+                "params": cost.params, "flops": cost.flops,
+                STOPPED: self.early_stop is not None and result.samples < self.dense().samples} | score_columns(result)
 
 
 @dataclass(frozen=True)
@@ -238,11 +262,12 @@ class SweepJob:
     latency_repeats: int
     threads: int
     stack: int = 1
+    early_stop: EarlyStop | None = None
 
     def measurer(self, model: nn.Module, dataset: Any) -> _Measurer:
         """A measurer of ``model`` on ``dataset`` with this job's settings."""
         return _Measurer(model, dataset, self.task, list(self.layers), self.batch_size, self.latency_batch,
-                         self.latency_repeats)
+                         self.latency_repeats, self.early_stop)
 
     def score(self, measurer: _Measurer, group: Group, cancel: Callable[[], bool] | None = None) -> list[Row]:
         """``group``'s rows (:meth:`_Measurer.layer_rows`)."""
@@ -325,6 +350,7 @@ def sweep(
     executor: str | Executor = "local",
     select: Collection[PointKey] | None = None,
     stack: int = 1,
+    early_stop: EarlyStop | None = None,
 ) -> pd.DataFrame:
     """Sensitivity table of ``model`` on ``dataset``: every point of :func:`sweep_grid`, one layer changed at a time.
 
@@ -346,6 +372,10 @@ def sweep(
         (:meth:`core.evaluate.cached.LayerEvaluator.evaluate_variants`); the numbers are the same as one at a time
         (tested bit for bit), the speed is not: on this project's CPU, at batch 256, stacking is slower (larger
         batches fall out of cache), so 1 is the default.
+    early_stop : stop scoring a point after the batch that puts its headline, at the stop's confidence, more than
+        its ``drop`` below the dense model's (:class:`~core.sweep.interval.EarlyStop`): its row's ``samples`` say how
+        many it was scored on. Such rows are not written to the cache (every cached row is scored on all the data);
+        the others are those of the sweep without it, bit for bit. Proportion headlines only (top-1, agreement).
     executor : where the missing rows are computed, one :class:`Group` at a time: ``"local"`` (:class:`InProcess`,
         this process), ``"ray"`` (:class:`~core.sweep.distributed.RayExecutor` on a local Ray instance), or an
         :class:`Executor` such as ``RayExecutor(address="auto")``. The table is the same whichever computes it.
@@ -370,6 +400,10 @@ def sweep(
     chosen = list(dict.fromkeys(p.layer for p in grid))
     keys = [PointKey(MODEL, DENSE, "")] + [PointKey(path, DENSE, "") for path in chosen] + [p.key for p in grid]
     task = task_for(dataset, task)
+    if early_stop is not None:
+        check_proportion(task)
+        if stack > 1:
+            raise RankscopeError("early stop scores a layer's points one at a time: leave out stack")
     table_columns = columns(task)
     weights = weights_hash(model) if cache is not None else ""
     cached = (cache.load(weights, task, sorted({p.method for p in grid}) + [DENSE]) if cache is not None
@@ -378,7 +412,7 @@ def sweep(
     todo = [key for key in keys if _needs_work(rows.get(key), latency, latency_batch)]
     if todo:
         job = SweepJob(task, tuple(chosen), batch_size, latency, latency_batch, latency_repeats, torch.get_num_threads(),
-                       stack)
+                       stack, early_stop)
         done = 0
 
         def arrived(computed: list[Row]) -> None:
@@ -389,7 +423,7 @@ def sweep(
                 if progress is not None:
                     progress(done, len(todo))
             if cache is not None:
-                cache.save(weights, pd.DataFrame(computed, columns=table_columns))
+                cache.save(weights, pd.DataFrame([r for r in computed if not r.get(STOPPED)], columns=table_columns))
 
         try:
             executor_named(executor).run(job, model, dataset, sweep_groups(todo, rows), arrived, cancel)

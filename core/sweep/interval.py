@@ -10,14 +10,23 @@ wider than asked. ``rankscope sweep --ci`` and ``rankscope allocate --ci`` size 
 It says how far apart two points' scores must be before a sweep can tell them apart: 1,000 samples give
 ±3.1 points at 95 %, 10,000 give ±0.98. (The difference between two points scored on the same samples varies
 less, by how often they disagree; this bound does not use that.)
+
+:class:`EarlyStop` stops scoring a point before its last batch once, at the stated confidence, its headline lies more
+than ``drop`` below the dense model's on the same samples: the point is then out of any plan that accepts at most
+that drop from one layer, and the rest of its batches cannot bring it back. The drop per sample (dense right, point
+wrong: 1; the reverse: -1; else 0) varies by at most 1, so ``n`` samples put the mean drop within ``z / sqrt(n)``.
+It is checked after each batch but the last, each check at ``1 - (1 - confidence) / checks`` (Bonferroni over the
+looks), so the chance that a point is stopped although its drop on all the data is within ``drop`` stays below
+``1 - confidence``.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 
 from core.errors import RankscopeError
-from core.task import Metric, Task
+from core.task import Metric, Scores, Task
 
 CONFIDENCE = 0.95
 
@@ -67,3 +76,29 @@ def check_proportion(task: Task) -> Metric:
         raise RankscopeError(f"an interval on the samples needs a headline that is a share of them; the {task.name} "
                              f"task's {headline.title} is not: give --samples")
     return headline
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """Stop scoring a sweep point once its headline is, at ``confidence``, more than ``drop`` below the dense model's.
+
+    Parameters
+    ----------
+    drop : the largest drop of the headline (a fraction: 0.05 for 5 points) a plan would accept from one layer.
+    confidence : of the whole sequence of checks on one point (see the module docstring).
+    """
+
+    drop: float
+    confidence: float = CONFIDENCE
+
+    def __post_init__(self) -> None:
+        if not 0 < self.drop < 1:
+            raise RankscopeError(f"the early stop's drop must be a fraction in (0, 1), got {self.drop!r}")
+        _z(self.confidence)
+
+    def decided(self, scores: Scores, dense: float, checks: int) -> bool:
+        """Whether ``scores`` (of the batches seen so far) put the point more than ``drop`` below ``dense``, the dense
+        model's headline on the same samples, at this stop's confidence spread over ``checks`` looks."""
+        z = _z(1 - (1 - self.confidence) / max(1, checks))
+        gap = dense - scores.score if scores.higher_is_better else scores.score - dense
+        return gap - z / math.sqrt(scores.samples) > self.drop

@@ -13,7 +13,7 @@ from torch import nn
 from core.errors import RankscopeError
 from core.profile.context import torch_threads
 from core.sweep.distributed import RayExecutor, import_ray
-from core.sweep.engine import layer_methods, sweep
+from core.sweep.engine import sweep
 from core.sweep.table import DENSE
 
 
@@ -25,7 +25,7 @@ class RayOverhead:
     rows: int  # all rows computed
     local_s: float
     ray_s: float
-    startup_s: float  # starting the local instance and warming its workers, not in ray_s
+    startup_s: float  # starting the local instance and its untimed first sweep, not in ray_s
     cpus: int
     threads: int
 
@@ -37,7 +37,7 @@ class RayOverhead:
     def summary(self) -> str:
         """One line: both walls and the overhead per point."""
         return (f"{self.points} points ({self.rows} rows): in process {self.local_s:.2f} s, Ray ({self.cpus} CPUs, {self.threads} thread(s) "
-                f"a task) {self.ray_s:.2f} s, {self.per_point_s * 1e3:+.1f} ms a point (startup {self.startup_s:.1f} s apart)")
+                f"a task) {self.ray_s:.2f} s, {self.per_point_s * 1e3:+.1f} ms a point (starting Ray and its untimed first sweep: {self.startup_s:.1f} s)")
 
 
 def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
@@ -49,7 +49,9 @@ def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
 def ray_overhead(model: nn.Module, dataset: Any, *, cpus: int = 2, threads: int = 1, **grid: Any) -> RayOverhead:
     """Time :func:`core.sweep.sweep` of ``grid`` (its keyword arguments, no cache) in process, then with
     :class:`~core.sweep.distributed.RayExecutor` on a local Ray instance of ``cpus`` CPUs, both with ``threads``
-    torch threads. Ray is started (and each worker warmed by a one-point sweep) before the timing, and stopped after.
+    torch threads. Each is timed on its second run of the sweep: the first, untimed, pays the first calls of every
+    kernel shape of the grid (in each Ray worker for the layers it was given) and, on Ray, starting the instance.
+    Ray is stopped after.
 
     Raises
     ------
@@ -59,16 +61,14 @@ def ray_overhead(model: nn.Module, dataset: Any, *, cpus: int = 2, threads: int 
     ray = import_ray()
     if ray.is_initialized():
         raise RankscopeError("ray_overhead starts its own local Ray instance: call it with Ray not initialised")
-    warm = {k: v for k, v in grid.items() if k in ("batch_size", "task")}
-    layers = list(layer_methods(model, grid.get("layers"), grid.get("methods")))
     with torch_threads(threads):
-        sweep(model, dataset, layers=layers[-1:], points=1, **warm)  # first-call costs of the in-process path, untimed
+        sweep(model, dataset, **grid)  # first-call costs of the in-process path, untimed
         local, local_s = _timed(lambda: sweep(model, dataset, **grid))
         start = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         try:
             executor = RayExecutor()
-            sweep(model, dataset, layers=layers[-cpus:], points=1, executor=executor, **warm)  # workers import torch
+            sweep(model, dataset, executor=executor, **grid)  # the workers import torch and call every kernel once
             startup_s = time.perf_counter() - start
             remote, ray_s = _timed(lambda: sweep(model, dataset, executor=executor, **grid))
         finally:

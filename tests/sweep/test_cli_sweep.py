@@ -35,6 +35,15 @@ def test_ci_sizes_the_sweep_subset(tmp_path, capsys):
     assert (read_table(tmp_path / "t.csv")["samples"] == 385).all()
 
 
+def test_early_stop_marks_the_points_it_stopped(tmp_path, capsys):
+    assert main(["sweep", "fmnist-resnet", "--early-stop", "5", "--layers", "fc", "--points", "3", "--samples", "1000",
+                 "--threads", "1", "--no-cache", "--out", str(tmp_path / "t.csv")]) == 0
+    table = read_table(tmp_path / "t.csv")
+    assert table.loc[table["rank"] == "1", "samples"].item() == 256  # fc at rank 1 is surely far below after one batch
+    assert table.loc[table["rank"] == "10", "samples"].item() == 1000  # full rank: the dense model's scores, never stopped
+    assert (table.loc[table["method"] == "dense", "samples"] == 1000).all()
+
+
 def test_sweep_writes_a_proxy_table_through_the_cache(tmp_path, capsys):
     common = ["--layers", "fc", "layer3.0.downsample.0", "--points", "3", "--samples", "32", "--threads", "1",
               "--cache-dir", str(tmp_path / "cache")]
@@ -87,6 +96,8 @@ def test_a_latency_target_out_of_reach_writes_the_closest_plan_and_says_so(tmp_p
      "cp has no singular values"),
     (["sweep", "fmnist-resnet", "--ci", "2", "--confidence", "1", "--out", "x.csv"], "confidence must be in (0, 1)"),
     (["sweep", "srmd-x2", "--ci", "2", "--out", "x.csv"], "PSNR (dB) is not: give --samples"),
+    (["sweep", "fmnist-resnet", "--early-stop", "5", "--proxy", "energy", "--out", "x.csv"], "a --proxy table evaluates none"),
+    (["sweep", "srmd-x2", "--early-stop", "5", "--layers", "body.0", "--out", "x.csv"], "PSNR (dB) is not"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -17,6 +17,7 @@ from core.errors import RankscopeError
 from core.profile.context import torch_threads
 from core.sweep import DENSE, MODEL, PointKey, RayExecutor, SweepCache, distributed, read_table, sweep, sweep_grid
 from core.sweep.engine import sweep_groups
+from core.sweep.interval import EarlyStop
 
 pytestmark = pytest.mark.slow  # a local Ray instance: about 25 s here; make test runs it, the fast suite does not
 
@@ -118,3 +119,12 @@ def test_the_baseline_rows_are_the_first_group_and_each_layer_one_group(resnet):
     groups = sweep_groups(baseline + [p.key for p in grid], {})
     assert [g.layer for g in groups] == [MODEL, "layer3.0.conv2", "fc"]
     assert groups[0].keys == tuple(baseline) and [len(g.keys) for g in groups[1:]] == [3, 3]
+
+
+def test_an_early_stopped_sweep_on_ray_is_the_in_process_one(resnet, subset):
+    early = EarlyStop(0.05)
+    with torch_threads(1):
+        local = sweep(resnet[0], subset, early_stop=early, **GRID)
+        remote = sweep(resnet[0], subset, executor="ray", early_stop=early, **GRID)
+    pd.testing.assert_frame_equal(remote, local, check_exact=True)  # each worker scores the dense model once itself
+    assert (local["samples"] < len(subset)).any()  # fc at rank 1 stopped after its first batch
