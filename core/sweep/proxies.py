@@ -43,9 +43,14 @@ input patches)
     ``<G_W, dW>`` of the HOSVD truncation. Signed: at a trained minimum it can predict a loss decrease.
     Covers every layer the method applies to (grouped and transposed convs included; ``aa_svd`` when named).
 ``fisher``
-    ``1/2 sum F * dW^2``, the second-order term with the diagonal empirical Fisher ``F = mean_n (d l_n/dW)^2``
-    (squared gradients of ``fisher_batch`` samples at a time; 1, the default, is the exact empirical Fisher)
-    as the Hessian: a non-negative predicted loss increase. One more backward pass, per micro-batch. Covers
+    ``1/2 mean_n <g_n, dW>^2``, ``g_n = d l_n / dW`` the per-sample gradient: the second-order term with the full
+    empirical Fisher ``F = mean_n g_n g_n^T`` as the Hessian, in the direction of the point's weight change. Only
+    those directions are needed, so no diagonal or Kronecker-factored approximation of ``F`` is made: every
+    point's ``dW`` is formed before the pass and each per-sample gradient projected on them
+    (:func:`fisher_forms`; ``fisher_batch`` samples per gradient, 1 by default, the exact empirical Fisher). A
+    non-negative predicted loss increase. One more backward pass per micro-batch, for the layers whose
+    directions fit :data:`FISHER_MB` at a time (more passes when they do not). On fmnist-resnet its pooled
+    Kendall τ against the exact sweep is 0.823, where the diagonal ``1/2 sum F_ii dW_i^2`` gave 0.789. Covers
     what ``taylor`` covers.
 ``energy``
     The baseline: the share of squared singular values a rank drops, summed over the rank's modes, from
@@ -99,11 +104,11 @@ def aa_damping() -> float:
 
 
 def proxy_key(proxy: str, damping: float | None = None, fisher_batch: int = 1) -> str:
-    """What identifies a proxy's numbers beyond the data: ``"whitened-d0.01"``, ``"taylor"``, ``"fisher-b1"``, ``"energy"``."""
+    """What identifies a proxy's numbers beyond the data: ``"whitened-d0.01"``, ``"taylor"``, ``"fisher-ef-b1"``, ``"energy"``."""
     check_proxy(proxy)
     if proxy == "whitened":
         return f"whitened-d{aa_damping() if damping is None else damping:g}"
-    return f"fisher-b{fisher_batch}" if proxy == "fisher" else proxy
+    return f"fisher-ef-b{fisher_batch}" if proxy == "fisher" else proxy
 
 
 def check_proxy(proxy: str) -> None:
@@ -245,12 +250,12 @@ def layout_order(module: nn.Module, matrix: Callable[[nn.Module], torch.Tensor])
 @dataclass
 class Statistics:
     """What the calibration pass gathered, per layer: ``gram`` (``X^T X``), ``inputs`` (the layer's inputs, only for
-    ``aa_svd``), ``gradient`` (of the mean loss), ``fisher`` (mean squared per-sample gradient)."""
+    ``aa_svd``), ``gradient`` (of the mean loss); and per point, ``fisher`` (``1/2 mean_n <g_n, dW>^2``)."""
 
     gram: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
     gradient: dict[str, torch.Tensor]
-    fisher: dict[str, torch.Tensor]
+    fisher: dict[PointKey, float]
 
 
 def layer_inputs(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], grams: Sequence[str],
@@ -273,14 +278,16 @@ def layer_inputs(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tenso
     return gram, {name: torch.cat(values) for name, values in held.items()}
 
 
-def gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], task: Task, names: Sequence[str],
-              *, micro: int | None = None) -> dict[str, torch.Tensor]:
-    """Per layer of ``names``: the gradient of the mean loss over ``batches`` with respect to its weight (``micro``
-    ``None``), or the mean over micro-batches of ``micro`` samples of the squared gradient of their summed loss
-    (``micro=1``: the diagonal empirical Fisher). The model is left as it was (``requires_grad`` restored)."""
+FISHER_MB = 512.0  # the fisher proxy's weight directions held at once (float64); more layers take another pass
+
+
+def _weight_gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], task: Task,
+                      names: Sequence[str], micro: int | None,
+                      accumulate: Callable[[str, torch.Tensor], None]) -> None:
+    """``accumulate(name, g)`` with ``g`` (float64) the gradient of the summed loss of each micro-batch of ``micro``
+    samples (``None``: each batch) with respect to the weight of each layer of ``names``. The model is left as it was
+    (``requires_grad`` restored)."""
     weights = [model.get_submodule(name).weight for name in names]
-    total = sum(len(y) for _, y in batches)
-    sums = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
     flags = [w.requires_grad for w in weights]
     try:
         for w in weights:
@@ -289,17 +296,52 @@ def gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]
             for x, y in batches:
                 for xs, ys in zip(*(t.split(micro or len(x)) for t in (x, y))):
                     loss = task.loss(model(xs), ys) * len(ys)  # the summed loss of these samples
-                    grads = torch.autograd.grad(loss, weights)
-                    for acc, g in zip(sums, grads):
-                        acc += g.to(torch.float64) ** 2 if micro else g.to(torch.float64)
+                    for name, g in zip(names, torch.autograd.grad(loss, weights)):
+                        accumulate(name, g.to(torch.float64))
     finally:
         for w, flag in zip(weights, flags):
             w.requires_grad_(flag)
-    return {name: acc / total for name, acc in zip(names, sums)}
+
+
+def gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], task: Task,
+              names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per layer of ``names``: the gradient of the mean loss over ``batches`` with respect to its weight."""
+    total = sum(len(y) for _, y in batches)
+    sums = {name: torch.zeros_like(model.get_submodule(name).weight, dtype=torch.float64) for name in names}
+    _weight_gradients(model, batches, task, names, None, lambda name, g: sums[name].add_(g))
+    return {name: acc / total for name, acc in sums.items()}
+
+
+def fisher_forms(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], task: Task, grid: Sequence[Point],
+                 direction: Callable[[str, list[Point]], torch.Tensor], *, micro: int = 1) -> dict[PointKey, float]:
+    """``1/2 sum_b <g_b, dW>^2 / N`` of every point of ``grid``: ``direction(layer, points)`` is the ``(K, weight
+    numel)`` float64 stack of the weight changes ``dW`` of ``points`` (the layer's), ``g_b`` the gradient of the summed
+    loss of micro-batch ``b`` of ``micro`` samples (``micro=1``: the empirical Fisher's quadratic form), ``N`` the
+    samples. The layers go through the backward pass as many at a time as their directions fit :data:`FISHER_MB`."""
+    total = sum(len(y) for _, y in batches)
+    by_layer: dict[str, list[Point]] = {}
+    for p in grid:
+        by_layer.setdefault(p.layer, []).append(p)
+    chunks: list[list[str]] = [[]]
+    held = 0
+    for layer, mine in by_layer.items():
+        size = len(mine) * model.get_submodule(layer).weight.numel() * 8
+        if chunks[-1] and held + size > FISHER_MB * 1e6:
+            chunks.append([])
+            held = 0
+        chunks[-1].append(layer)
+        held += size
+    out: dict[PointKey, float] = {}
+    for chunk in chunks:
+        D = {layer: direction(layer, by_layer[layer]) for layer in chunk}
+        sums = {layer: torch.zeros(len(D[layer]), dtype=torch.float64) for layer in chunk}
+        _weight_gradients(model, batches, task, chunk, micro, lambda n, g: sums[n].add_((D[n] @ g.reshape(-1)) ** 2))
+        out |= {p.key: 0.5 * float(v) / total for layer in chunk for p, v in zip(by_layer[layer], sums[layer])}
+    return out
 
 
 def gather(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], task: Task, proxy: str,
-           grid: Sequence[Point], fisher_batch: int) -> Statistics:
+           grid: Sequence[Point], fisher_batch: int, damping: float | None) -> Statistics:
     """The statistics ``proxy`` needs for the points of ``grid``."""
     layers = list(dict.fromkeys(p.layer for p in grid))
     aware = list(dict.fromkeys(p.layer for p in grid if p.method == DATA_AWARE))
@@ -307,7 +349,13 @@ def gather(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], t
     if proxy == "whitened" or aware:
         gram, inputs = layer_inputs(model, batches, layers if proxy == "whitened" else [], aware)
     gradient = gradients(model, batches, task, layers) if proxy == "taylor" else {}
-    fisher = gradients(model, batches, task, layers, micro=fisher_batch) if proxy == "fisher" else {}
+
+    def direction(layer: str, mine: list[Point]) -> torch.Tensor:
+        module = model.get_submodule(layer)
+        cuts = {m: Truncation.of(module, m, inputs.get(layer), damping) for m in dict.fromkeys(p.method for p in mine)}
+        return torch.stack([cuts[p.method].delta(p.rank).reshape(-1) for p in mine])
+
+    fisher = fisher_forms(model, batches, task, grid, direction, micro=fisher_batch) if proxy == "fisher" else {}
     return Statistics(gram, inputs, gradient, fisher)
 
 
@@ -326,6 +374,8 @@ def layer_scores(proxy: str, module: nn.Module, method: str, ranks: Sequence[Ran
     if proxy == "energy":
         found = spectra(get_method(method), module)
         return [sum(1.0 - s.energy_kept(r) for s, r in zip(found, rank_values(rank))) for rank in ranks]
+    if proxy == "fisher":
+        return [stats.fisher[Point(layer, method, rank).key] for rank in ranks]
     cut = Truncation.of(module, method, stats.inputs.get(layer), damping)
     if proxy == "whitened":
         gram = stats.gram[layer]
@@ -336,16 +386,13 @@ def layer_scores(proxy: str, module: nn.Module, method: str, ranks: Sequence[Ran
             power = (cut.factors.S ** 2).sum(0)  # (k,)
             return [float(power[rank_values(rank)[0]:].sum()) * scale for rank in ranks]
         return [output_error(cut.delta(rank), gram) * scale for rank in ranks]
-    if proxy == "taylor":
-        gradient = stats.gradient[layer]
-        if isinstance(cut.factors, MatrixSVD):
-            s = component_scores(cut.factors, cut.to_layout(gradient))  # (g, k)
-            tails = s.flip(-1).cumsum(-1).flip(-1)  # tails[:, r] = sum_{i >= r} s_i
-            tails = torch.cat([tails, torch.zeros_like(tails[:, :1])], dim=1)  # full rank drops nothing
-            return [-float(tails[:, rank_values(rank)[0]].sum()) for rank in ranks]
-        return [float((gradient * cut.delta(rank)).sum()) for rank in ranks]
-    fisher = stats.fisher[layer]
-    return [0.5 * float((fisher * cut.delta(rank) ** 2).sum()) for rank in ranks]
+    gradient = stats.gradient[layer]  # taylor
+    if isinstance(cut.factors, MatrixSVD):
+        s = component_scores(cut.factors, cut.to_layout(gradient))  # (g, k)
+        tails = s.flip(-1).cumsum(-1).flip(-1)  # tails[:, r] = sum_{i >= r} s_i
+        tails = torch.cat([tails, torch.zeros_like(tails[:, :1])], dim=1)  # full rank drops nothing
+        return [-float(tails[:, rank_values(rank)[0]].sum()) for rank in ranks]
+    return [float((gradient * cut.delta(rank)).sum()) for rank in ranks]
 
 
 # --- the table ------------------------------------------------------------------------------------------------------
@@ -380,7 +427,7 @@ def proxy_table(
         :func:`core.profile.task_for` the data).
     batch_size : calibration batch size.
     damping : the whitened proxy's ``aa_svd`` damping (default ``aa_svd``'s own).
-    fisher_batch : samples per squared gradient of the fisher proxy (1: the exact empirical Fisher).
+    fisher_batch : samples per gradient of the fisher proxy (1: the exact empirical Fisher).
     cache : rows are read from and written to this cache under the data key extended by :func:`proxy_key`
         (so they never mix with exact rows or another proxy's); a layer with every row cached is not recomputed.
     progress : called with ``(layers done, layers to compute)``.
@@ -446,7 +493,7 @@ def _compute(model: nn.Module, evaluator: LayerEvaluator, proxy: str, grid: list
             out[PointKey(path, DENSE, "")] = base | {"layer": path, "params": cost.params, "flops": cost.flops}
     if not todo:
         return out
-    stats = gather(model, evaluator.batches, task, proxy, [p for p in grid if p.layer in todo], fisher_batch)
+    stats = gather(model, evaluator.batches, task, proxy, [p for p in grid if p.layer in todo], fisher_batch, damping)
     higher = next(m.higher_is_better for m in task.metrics if m.name == task.headline)
     blank = {m.name: float("nan") for m in task.metrics}
     for done, path in enumerate(todo):

@@ -152,23 +152,41 @@ def _with_weight(layer: nn.Module, weight: torch.Tensor) -> nn.Module:
 # --- fisher --------------------------------------------------------------------------------------------------------
 
 
-def test_fisher_rows_are_half_the_per_sample_fisher_weighted_weight_error():
+def test_fisher_rows_are_half_the_empirical_fisher_quadratic_form_of_the_weight_change():
     model, data = tiny(samples=16)
-    full = proxy_table(model, data, "fisher", layers=["fc"], points=3)
+    full = proxy_table(model, data, "fisher", methods=["svd", "tucker2"], points=3)
     assert model.fc.weight.requires_grad and model.fc.weight.grad is None  # the model is left as it was
     table, base = points(full), float(full["loss"].iloc[0])
     images, labels = data.tensors
-    fisher = torch.zeros_like(model.fc.weight)
+    per_sample = {"fc": [], "conv": []}
     for x, y in zip(images, labels):  # per-sample gradients, independently of the proxy's loop
         model.zero_grad()
         nn.functional.cross_entropy(model(x[None]), y[None]).backward()
-        fisher += model.fc.weight.grad ** 2 / len(labels)
+        for name in per_sample:
+            per_sample[name].append(model.get_submodule(name).weight.grad.detach().double().clone())
     model.zero_grad()
-    W = model.fc.weight.detach()
     for row in table.itertuples():
-        rebuilt = get_method("svd").build(model.fc, int(row.rank))
-        dW = rebuilt[1].weight.detach() @ rebuilt[0].weight.detach() - W
-        assert row.loss - base == pytest.approx(0.5 * float((fisher * dW ** 2).sum()), rel=1e-6)
+        module = model.get_submodule(row.layer)
+        rank = int(row.rank) if row.method == "svd" else tuple(int(r) for r in row.rank.split("x"))
+        dW = proxies.Truncation.of(module, row.method).delta(rank)
+        if isinstance(module, nn.Linear):  # the direction is the built layer's weight change
+            built = get_method("svd").build(module, rank)
+            assert torch.allclose(dW, built[1].weight.double() @ built[0].weight.double() - module.weight.double())
+        form = sum(float((g * dW).sum()) ** 2 for g in per_sample[row.layer]) / len(labels)
+        assert row.loss - base == pytest.approx(0.5 * form, rel=1e-6), (row.layer, row.rank)
+    assert set(table["layer"]) == {"fc", "conv"}
+
+
+def test_fisher_takes_another_pass_when_the_directions_exceed_the_budget(monkeypatch):
+    model, data = tiny(samples=16)
+    whole = proxy_table(model, data, "fisher", methods=["svd", "tucker2"], points=3)
+    monkeypatch.setattr(proxies, "FISHER_MB", 1e-6)  # one layer at a time
+    passes = []
+    original = proxies._weight_gradients
+    monkeypatch.setattr(proxies, "_weight_gradients", lambda m, b, t, names, *rest: passes.append(list(names)) or
+                        original(m, b, t, names, *rest))
+    pd.testing.assert_frame_equal(proxy_table(model, data, "fisher", methods=["svd", "tucker2"], points=3), whole)
+    assert passes == [["conv"], ["fc"]]
 
 
 # --- energy --------------------------------------------------------------------------------------------------------
