@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,38 +46,43 @@ def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def ray_overhead(model: nn.Module, dataset: Any, *, cpus: int = 2, threads: int = 1, **grid: Any) -> RayOverhead:
+def ray_overhead(model: nn.Module, dataset: Any, *, cpus: Sequence[int] = (2,), threads: int = 1,
+                 **grid: Any) -> list[RayOverhead]:
     """Time :func:`core.sweep.sweep` of ``grid`` (its keyword arguments, no cache) in process, then with
-    :class:`~core.sweep.distributed.RayExecutor` on a local Ray instance of ``cpus`` CPUs, both with ``threads``
-    torch threads. Each is timed on its second run of the sweep: the first, untimed, pays the first calls of every
-    kernel shape of the grid (in each Ray worker for the layers it was given) and, on Ray, starting the instance.
-    Ray is stopped after.
+    :class:`~core.sweep.distributed.RayExecutor` on a local Ray instance of each of ``cpus`` CPUs, all with
+    ``threads`` torch threads. Each is timed on its second run of the sweep: the first, untimed, pays the first
+    calls of every kernel shape of the grid and fills the process's factorization cache (in each Ray worker, for
+    the layers it was given) and, on Ray, starts the instance. Ray is stopped after each.
 
     Raises
     ------
     RankscopeError
-        The two tables differ (they must be equal bit for bit); Ray is not installed or already initialised here.
+        A Ray table differs from the in-process one (they must be equal bit for bit); Ray is not installed or
+        already initialised here.
     """
     ray = import_ray()
     if ray.is_initialized():
         raise RankscopeError("ray_overhead starts its own local Ray instance: call it with Ray not initialised")
+    found = []
     with torch_threads(threads):
         sweep(model, dataset, **grid)  # first-call costs of the in-process path, untimed
         local, local_s = _timed(lambda: sweep(model, dataset, **grid))
-        start = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-        try:
-            executor = RayExecutor()
-            sweep(model, dataset, executor=executor, **grid)  # the workers import torch and call every kernel once
-            startup_s = time.perf_counter() - start
-            remote, ray_s = _timed(lambda: sweep(model, dataset, executor=executor, **grid))
-        finally:
-            ray.shutdown()
-    try:
-        pd.testing.assert_frame_equal(remote, local, check_exact=True)
-    except AssertionError:
-        raise RankscopeError("the Ray executor's table differs from the in-process one") from None
-    points = int((local["method"] != DENSE).sum())
-    if points == 0:
-        raise RankscopeError("the sweep has no point to time")
-    return RayOverhead(points, len(local), local_s, ray_s, startup_s, cpus, threads)
+        points = int((local["method"] != DENSE).sum())
+        if points == 0:
+            raise RankscopeError("the sweep has no point to time")
+        for n in cpus:
+            start = time.perf_counter()
+            ray.init(num_cpus=n, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            try:
+                executor = RayExecutor()
+                sweep(model, dataset, executor=executor, **grid)  # the workers import torch and call every kernel once
+                startup_s = time.perf_counter() - start
+                remote, ray_s = _timed(lambda: sweep(model, dataset, executor=executor, **grid))
+            finally:
+                ray.shutdown()
+            try:
+                pd.testing.assert_frame_equal(remote, local, check_exact=True)
+            except AssertionError:
+                raise RankscopeError(f"the Ray executor's table on {n} CPUs differs from the in-process one") from None
+            found.append(RayOverhead(points, len(local), local_s, ray_s, startup_s, n, threads))
+    return found
