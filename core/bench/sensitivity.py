@@ -208,7 +208,7 @@ def format_result(r: ModelResult) -> str:
              f"{'sweep':>16s} {'wall s':>8s} {'x exact':>8s} {'tau':>6s} {'rho':>6s}",
              f"{'exact':>16s} {r.exact_s:8.1f} {1.0:8.2f}",
              f"{'batched exact':>16s} {r.batched_s:8.1f} {r.exact_s / r.batched_s:8.2f}" if r.batched_s == r.batched_s
-             else f"{'batched exact':>16s}  not run (--stack's sweep runs slower than the plain one on this CPU)"]
+             else f"{'batched exact':>16s}  not run for this model (slower than the plain sweep on this CPU)"]
     if r.early is not None:
         lines.append(f"{'early stop':>16s} {r.early[0]:8.1f} {r.exact_s / r.early[0]:8.2f}   ({r.early[1]} points stopped "
                      f"at {100 * EARLY_DROP:g} points, the others identical)")
