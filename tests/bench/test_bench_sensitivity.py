@@ -4,9 +4,12 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
+
 from core.bench.sensitivity import bench_model, format_result
 
 
+@pytest.mark.slow  # every sweep of the bench, at its smallest: some 5 s here
 def test_bench_model_measures_every_sweep_and_the_regrets():
     result = bench_model("fmnist-resnet", points=3, samples=64, held_out=64, stack=3, budgets=(0.5,),
                          proxies=("energy", "fisher"), refine=0, log=lambda _: None)
