@@ -84,11 +84,14 @@ def sweep_executor(args: argparse.Namespace) -> str | RayExecutor:
     return RayExecutor(args.address)
 
 
-def hybrid_target(args: argparse.Namespace, target: Target | None) -> Target | None:
-    """``target`` when ``--hybrid`` asks for a hybrid sweep (checked: it needs ``--proxy``), else ``None``; also checks
-    that ``--early-stop`` comes with the exact sweep only."""
+def check_early_stop(args: argparse.Namespace) -> None:
+    """A one-line error when ``--early-stop`` comes with ``--proxy`` (before any work)."""
     if args.early_stop is not None and args.proxy is not None:
         raise RankscopeError("--early-stop stops exact points early and a --proxy table evaluates none: leave out one of them")
+
+
+def hybrid_target(args: argparse.Namespace, target: Target | None) -> Target | None:
+    """``target`` when ``--hybrid`` asks for a hybrid sweep (checked: it needs ``--proxy``), else ``None``."""
     if not args.hybrid:
         return None
     if args.proxy is None:
@@ -99,6 +102,7 @@ def hybrid_target(args: argparse.Namespace, target: Target | None) -> Target | N
 def cmd_sweep(args: argparse.Namespace) -> None:
     if args.proxy is not None and args.latency:
         raise RankscopeError("--latency times the built layers and a --proxy table builds none: leave out one of them")
+    check_early_stop(args)
     args.hybrid_target = hybrid_target(args, Target("flops", args.hybrid) if args.hybrid else None)
     executor = sweep_executor(args)
     model, cfg = load_model(args)
@@ -123,6 +127,7 @@ def rank_multiple(args: argparse.Namespace) -> int:
 def cmd_allocate(args: argparse.Namespace) -> None:
     kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
     check_writable(args.out)  # before loading the model and sweeping, not after
+    check_early_stop(args)
     args.hybrid_target = hybrid_target(args, Target(kind, fraction))
     if args.proxy is not None and args.allocator not in NEEDS_TABLE:
         raise RankscopeError(f"--proxy makes a sweep table and the {args.allocator} allocator reads none")
