@@ -50,6 +50,20 @@ def threads(text: str) -> int:
     return value
 
 
+def _bounded(flag: str, noun: str, within: Callable[[float], bool], span: str, shown: Callable[[float], str]) -> Callable[[str], float]:
+    """A parser of floats for which ``within`` holds; its messages say ``flag`` must be ``noun``, and in ``span``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be {noun}, got {text!r}") from None
+        if not within(value):
+            raise argparse.ArgumentTypeError(f"{flag} must be in {span}, got {shown(value)}")
+        return value
+
+    return parse
+
+
 def fraction(flag: str) -> Callable[[str], float]:
     """A parser of numbers in (0, 1].
 
@@ -62,16 +76,7 @@ def fraction(flag: str) -> Callable[[str], float]:
     Callable[[str], float]
         Parses ``text`` as a ``float``; ``argparse.ArgumentTypeError`` when it is not a number or is outside (0, 1].
     """
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not 0 < value <= 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be in (0, 1], got {value}")
-        return value
-
-    return parse
+    return _bounded(flag, "a number", lambda v: 0 < v <= 1, "(0, 1]", str)
 
 
 def points(flag: str) -> Callable[[str], float]:
@@ -82,13 +87,4 @@ def points(flag: str) -> Callable[[str], float]:
     Callable[[str], float]
         Parses ``text`` as a ``float``; ``argparse.ArgumentTypeError`` when it is not a number or is outside (0, 100).
     """
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number of points, got {text!r}") from None
-        if not 0 < value < 100:
-            raise argparse.ArgumentTypeError(f"{flag} must be in (0, 100) points, got {value:g}")
-        return value
-
-    return parse
+    return _bounded(flag, "a number of points", lambda v: 0 < v < 100, "(0, 100) points", lambda v: f"{v:g}")

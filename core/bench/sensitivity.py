@@ -166,14 +166,14 @@ def bench_model(name: str, *, points: int | None = None, samples: int | None = N
     if setting.batched:
         batched, result.batched_s = _timed(lambda: sweep(model, data, points=points, stack=stack))
         metrics = [m.name for m in task.metrics]
-        if not exact[metrics + ["loss"]].fillna(-1.0).equals(batched[metrics + ["loss"]].fillna(-1.0)):
+        if not exact[metrics + ["loss"]].equals(batched[metrics + ["loss"]]):  # NaN matches NaN in place
             raise RankscopeError(f"{name}: the batched exact sweep differs from the exact sweep")
         log(f"{name}: batched exact sweep ({stack} ranks per pass) {result.batched_s:.1f} s, identical table")
     scored = {"exact": exact}
     if setting.early:
         scored["early stop"], early_s = _timed(lambda: sweep(model, data, points=points, early_stop=EarlyStop(EARLY_DROP)))
         stopped = (scored["early stop"]["samples"] < exact["samples"]).to_numpy()
-        if not scored["early stop"][~stopped].fillna(-1.0).equals(exact[~stopped].fillna(-1.0)):
+        if not scored["early stop"][~stopped].equals(exact[~stopped]):
             raise RankscopeError(f"{name}: a point the early stop let run differs from the exact sweep's")
         result.early = (early_s, int(stopped.sum()))
         log(f"{name}: exact sweep with early stop at {100 * EARLY_DROP:g} points {early_s:.1f} s, {result.early[1]} points "
