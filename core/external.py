@@ -37,6 +37,16 @@ from core.io import atomic_folder
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 LIBJXL_TESTDATA_DIR = Path("/usr/share/libjxl-testdata")  # lossless photos (PNG/PPM) of libjxl's test corpus
+GCOMPRIS_RCC_DIR = Path("/usr/share/gcompris-qt/rcc")  # GCompris' Qt resource bundles, one per activity
+GCOMPRIS_PHOTO_BUNDLES = ("erase", "explore_monuments", "explore_world_animals", "explore_farm_animals",
+                          "explore_world_music", "categorization")  # the bundles holding photographs (WebP)
+SCRATCH_BACKGROUNDS_DIR = Path("/usr/share/scratch/Media/Backgrounds")  # Scratch 1.4's stage backgrounds, 480 x 360
+LOMIRI_WALLPAPERS_DIR = Path("/usr/share/backgrounds")  # other packages' wallpapers lie here too: lomiri's are listed
+LOMIRI_WALLPAPERS = ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+                     "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+                     "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+                     "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+                     "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")  # the photographs, .jpg
 
 DEBIAN: dict[str, tuple[Path, ...]] = {
     "dataset-fashion-mnist": (
@@ -54,7 +64,12 @@ DEBIAN: dict[str, tuple[Path, ...]] = {
         LIBJXL_TESTDATA_DIR / "external" / "wesaturate" / "500px" / "cvo9xd_keong_macan_srgb8.png",
         LIBJXL_TESTDATA_DIR / "external" / "wesaturate" / "500px" / "tmshre_riaphotographs_srgb8.png",
     ),  # the photos core.data.photos crops
-}
+    "gcompris-qt-data": (GCOMPRIS_RCC_DIR, *(GCOMPRIS_RCC_DIR / f"{bundle}.rcc" for bundle in GCOMPRIS_PHOTO_BUNDLES)),
+    "scratch": (SCRATCH_BACKGROUNDS_DIR,
+                *(SCRATCH_BACKGROUNDS_DIR / folder for folder in ("Indoors", "Nature", "Outdoors", "Sports"))),
+    "lomiri-wallpapers-16.04": (LOMIRI_WALLPAPERS_DIR,
+                                *(LOMIRI_WALLPAPERS_DIR / f"{name}.jpg" for name in LOMIRI_WALLPAPERS)),
+}  # the last three: the photos of core.data.photo_pool's pool
 """Debian package -> the paths it provides that the code reads; installed by ``make run`` and ``make test``."""
 
 DEBIAN_TEST: dict[str, tuple[Path, ...]] = {

@@ -11,24 +11,31 @@ in size, so they are evaluated one at a time (``max_batch = 1``); one with a low
 pixels is run on tiles of that side overlapping by the model's receptive field (``tiling``), which bounds memory and
 leaves the output as it is (:func:`core.profile.tiles.tiled_forward`).
 
-Calibration and recovery never see them: ``sr-patches``' ``train`` split cuts its pairs from
-:data:`SR_CALIBRATION` (the lossless photos of the ``photos`` calibration split). Patch ``i`` is an HR square
-of ``scale`` x the model's input size at a position drawn with a seed made from ``(seed, i)``, and its bicubic
-downscale; its ``test`` split cuts patches of :data:`SET5_LIKE` the same way (fixed size, so they batch).
+Calibration and recovery never see them: ``sr-patches``' ``train`` split cuts its pairs from :data:`SR_CALIBRATION`
+(the five lossless photos of the first ``photos`` calibration split) and :data:`SR_POOL` (the 94 calibration
+photos of the pool with a long side of 1000 px or more: GCompris' animals, monuments and musicians, lomiri's
+wallpapers; lossy, WebP or JPEG, and those over 1024 px reduced to it, which hides most of their artefacts).
+Patch ``i`` is an HR square of ``scale`` x the model's input size at a position drawn with a seed made from
+``(seed, i)``, and its bicubic downscale; its ``test`` split cuts patches of :data:`SET5_LIKE` the same way (fixed
+size, so they batch). Each photo is decoded when a patch first needs it (:class:`core.data.photos.PhotoImages`).
 
 An image that does not decode, is not 8-bit RGB (greyscale, with alpha) or is smaller than ``scale`` x the
-model's receptive field is named in a warning and left out; the others are used.
+model's receptive field is named in a warning and left out; the others are used (``sr-patches`` warns when a patch
+first needs the photo, and the next photo stands in for it, as for ``photos``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from core.data.image_files import open_exact_rgb, skip_unsuitable
-from core.data.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, Photo, crop_seed
+from core.data.image_files import MODE_NAMES, open_exact_rgb, skip_unsuitable
+from core.data.photo_pool import FIRST_CALIBRATION, FIRST_EVALUATION
+from core.data.photos import CALIBRATION_PHOTOS, Photo, PhotoImages, crop_seed, photo_sources
 from core.errors import RankscopeError
 from core.models.cfg import ModelCfg
 from core.task.images import downscale, from_pil, mod_crop
@@ -38,11 +45,13 @@ SET5_LIKE_NAME = "set5-like"
 PATCHES_NAME = "sr-patches"
 DEFAULT_PATCHES = 1024
 TILE = 512  # LR pixels a side above which a photo is evaluated on tiles (SRMD: 148 MB per activation at most)
-SET5_LIKE = tuple(p for p in EVALUATION_PHOTOS if p.name in ("astronaut", "motorcycle", "immunohistochemistry", "coast",
+SET5_LIKE = tuple(p for p in FIRST_EVALUATION if p.name in ("astronaut", "motorcycle", "immunohistochemistry", "coast",
                                                              "tulips"))
 """The five evaluation photos: the lossless (PNG) members of the ``photos`` evaluation split."""
-SR_CALIBRATION = tuple(p for p in CALIBRATION_PHOTOS if p.name != "retina")
-"""The photos ``sr-patches``' ``train`` split cuts: the ``photos`` calibration split without its one JPEG (retina)."""
+SR_CALIBRATION = tuple(p for p in FIRST_CALIBRATION if p.name != "retina")
+"""Lossless photos ``sr-patches``' ``train`` split cuts: the six first calibration photos but their JPEG (retina)."""
+SR_POOL = tuple(p for p in CALIBRATION_PHOTOS if p.high_res)
+"""The high-resolution (long side 1000 px or more) calibration photos of the pool, which ``sr-patches`` cuts too."""
 
 
 def _check_model(name: str, cfg: ModelCfg) -> None:
@@ -56,12 +65,20 @@ def open_hr(path: Path, cfg: ModelCfg, side: int | None = None) -> Image.Image |
     scale; ``None`` after a warning naming it when it does not decode, is not RGB, or has a side under ``side``
     (default: ``scale`` x the model's receptive field)."""
     image = open_exact_rgb(path)
-    if image is None:
+    return None if image is None else fit_hr(str(path), image, cfg, side)
+
+
+def fit_hr(where: str, image: Image.Image, cfg: ModelCfg, side: int | None = None) -> Image.Image | None:
+    """``image`` cropped to a multiple of ``cfg.scale``; ``None`` after a warning naming ``where`` when it is not
+    8-bit RGB or has a side under ``side`` (default: ``scale`` x the model's receptive field)."""
+    if image.mode != "RGB":
+        skip_unsuitable(where, f"an image of mode {image.mode} ({MODE_NAMES.get(image.mode, 'not 8-bit RGB')}); "
+                               "only 8-bit RGB photos are used")
         return None
     least = side or cfg.scale * cfg.receptive_field
     if min(image.size) < least:
-        skip_unsuitable(path, f"{image.width}x{image.height} is smaller than {least} px a side (x{cfg.scale} "
-                              f"{'patches of' if side else 'the receptive field of'} {cfg.name})")
+        skip_unsuitable(where, f"{image.width}x{image.height} is smaller than {least} px a side (x{cfg.scale} "
+                               f"{'patches of' if side else 'the receptive field of'} {cfg.name})")
         return None
     return mod_crop(image, cfg.scale)
 
@@ -107,7 +124,8 @@ class SRPatches(Dataset):
     and the first N of a longer set are the N-patch set.
     """
 
-    def __init__(self, images: list[Image.Image], count: int, scale: int, size: tuple[int, int], seed: int = 0) -> None:
+    def __init__(self, images: Sequence[Image.Image], count: int, scale: int, size: tuple[int, int],
+                 seed: int = 0) -> None:
         self.images, self.count, self.scale, self.size, self.seed = images, count, scale, size, seed
         self.task = task_name(scale)
 
@@ -153,16 +171,21 @@ def patch_count(arg: str) -> int:
 
 
 def load_sr_patches(cfg: ModelCfg, split: str = "test", count: int = DEFAULT_PATCHES, seed: int = 0) -> SRPatches:
-    """``count`` patch pairs with the LR patch at ``cfg.input_size``: of :data:`SR_CALIBRATION` for ``"train"``, of
-    :data:`SET5_LIKE` for ``"test"``.
+    """``count`` patch pairs with the LR patch at ``cfg.input_size``: of :data:`SR_CALIBRATION` and :data:`SR_POOL`
+    for ``"train"``, of :data:`SET5_LIKE` for ``"test"``.
 
     Raises
     ------
     RankscopeError
-        A model that is not an RGB super-resolution model, or no photo large enough for its patches.
+        A model that is not an RGB super-resolution model, or a package of the photos missing. A photo that does
+        not decode, is not RGB or is too small for the patches is named in a warning when a patch first needs it,
+        and the next photo stands in for it; a RankscopeError if none is usable.
     """
     _check_model(PATCHES_NAME, cfg)
-    photos = SR_CALIBRATION if split == "train" else SET5_LIKE
+    photos = SR_CALIBRATION + SR_POOL if split == "train" else SET5_LIKE
     side = cfg.scale * max(cfg.input_size[1:])
-    images = [image for _, image in _hr_images(photos, cfg, f"{PATCHES_NAME} ({split})", side)]
+    sources = photo_sources(photos)
+    if not sources:
+        raise RankscopeError(f"none of the photos of {PATCHES_NAME} ({split}) could be read")
+    images = PhotoImages(sources, accept=partial(fit_hr, cfg=cfg, side=side))
     return SRPatches(images, count, cfg.scale, tuple(cfg.input_size[1:]), seed)

@@ -12,7 +12,7 @@ from core import external
 from core.data import imagenet_samples, load_dataset
 from core.data.image_files import UnreadableImageWarning, open_all_rgb
 from core.task.labels import NO_LABEL
-from core.data.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, load_photos
+from core.data.photos import load_photos
 from core.errors import RankscopeError
 from core.models.cfg import ModelCfg
 
@@ -73,15 +73,6 @@ def test_a_corrupt_sample_is_named_and_the_others_load(monkeypatch, tmp_path):
     assert len(ds) == 19 and ds.tensors[1].tolist() == LABELS[1:]
 
 
-def test_calibration_and_evaluation_photos_are_disjoint():
-    names = [p.name for p in CALIBRATION_PHOTOS + EVALUATION_PHOTOS]
-    files = [p.file() for p in CALIBRATION_PHOTOS + EVALUATION_PHOTOS]
-    assert len(set(names)) == len(names) == 13 and len(set(files)) == 13
-    assert {p.name for p in CALIBRATION_PHOTOS} == {"chelsea", "coffee", "retina", "flower", "hdr-room", "blossom"}
-    for path, image in open_all_rgb(files):
-        assert min(image.size) >= 224, f"{path} is {image.size}, smaller than an ImageNet input"
-
-
 def test_photo_crops_are_seeded_nested_and_leave_the_global_generator_alone():
     state = torch.random.get_rng_state()
     short, long = load_dataset("photos:4", IMAGENET), load_dataset("photos:9", IMAGENET)
@@ -137,12 +128,3 @@ def test_a_truncated_image_is_named_and_skipped(tmp_path):
     with pytest.warns(UnreadableImageWarning, match="truncated.jpg"):
         opened = open_all_rgb([truncated, good])
     assert [p for p, _ in opened] == [good] and opened[0][1].mode == "RGB"
-
-
-def test_every_photo_is_declared_in_the_table_of_external_files():
-    for photo in CALIBRATION_PHOTOS + EVALUATION_PHOTOS:
-        if photo.package == "libjxl-testdata":
-            path = external.LIBJXL_TESTDATA_DIR / photo.path
-            assert any(p == path or p in path.parents for p in external.DEBIAN["libjxl-testdata"]), photo
-        else:
-            assert photo.path in external.PYPI_DATA[photo.package], photo

@@ -69,6 +69,16 @@ def test_calibration_patches_come_from_other_photos():
     assert len(patches) == 4096 and patches.task == "super-resolution-x2"
 
 
+def test_calibration_patches_also_come_from_the_pools_high_resolution_calibration_photos():
+    pool = sr_photos.SR_POOL
+    assert len(pool) == 94 and all(p.high_res for p in pool) and set(pool) <= set(CALIBRATION_PHOTOS)
+    assert not {p.name for p in pool} & {p.name for p in EVALUATION_PHOTOS}
+    patches = load_dataset("sr-patches:6", X2, split="train")
+    lr, hr = patches[5]  # the pool's first photo, lossy, reduced to 1024 px on its long side
+    assert (lr.shape, hr.shape) == ((3, 32, 32), (3, 64, 64)) and torch.equal(lr, from_pil(downscale(to_pil(hr), 2)))
+    assert list(patches.images.decoded) == [5] and max(patches.images[5].size) <= 1024  # decoded when needed
+
+
 def test_evaluation_patches_are_fixed_size_pairs_of_the_evaluation_photos():
     patches = load_dataset("sr-patches:4", X4)  # the test split: patches of the set5-like photos
     lr, hr = patches[2]
