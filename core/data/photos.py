@@ -57,8 +57,8 @@ def _unreadable(where: str, err: Exception) -> None:
     warnings.warn(f"skipped {where}: not a readable image ({reason})", UnreadableImageWarning, stacklevel=3)
 
 
-def photo_sources(photos: Sequence[Photo]) -> list[Source]:
-    """Where each of ``photos`` can be read, in order: its file, or its entry's bytes read from its bundle.
+def photo_sources(photos: Sequence[Photo]) -> dict[Photo, Source]:
+    """Where each readable one of ``photos`` can be read, in order: its file, or its entry's bytes from its bundle.
 
     Raises
     ------
@@ -74,12 +74,12 @@ def photo_sources(photos: Sequence[Photo]) -> list[Source]:
             bundles[file] = read_rcc(file, {p.entry for f, p in zip(files, photos) if f == file})
         except RankscopeError as err:
             warnings.warn(f"skipped the photos of {file}: {err}", UnreadableImageWarning, stacklevel=2)
-    sources: list[Source] = []
+    sources: dict[Photo, Source] = {}
     for file, photo in zip(files, photos):
         if photo.package != GCOMPRIS:
-            sources.append((str(file), file))
+            sources[photo] = (str(file), file)
         elif file in bundles and photo.entry in bundles[file]:
-            sources.append((f"{file}:{photo.entry}", bundles[file][photo.entry]))
+            sources[photo] = (f"{file}:{photo.entry}", bundles[file][photo.entry])
         elif file in bundles:
             warnings.warn(f"skipped {file}:{photo.entry}: no such entry in the bundle", UnreadableImageWarning,
                           stacklevel=2)
@@ -99,7 +99,8 @@ class PhotoImages(Sequence[Image.Image]):
 
     Parameters
     ----------
-    sources : ``(where, file or bytes)`` of each image (:func:`photo_sources`); ``where`` names it in warnings.
+    sources : ``(where, file or bytes)`` of each image (the values of :func:`photo_sources`); ``where`` names it
+        in warnings.
     max_side : a lossy image (not :data:`LOSSLESS`) is reduced to at most this many pixels on its long side (a
         JPEG decoded at a reduced scale already).
     accept : ``accept(where, image)`` makes the kept image from the decoded one, or returns ``None`` after a
@@ -118,13 +119,16 @@ class PhotoImages(Sequence[Image.Image]):
         if not 0 <= index < len(self):
             raise IndexError(f"photo {index} of {len(self)}")
         for step in range(len(self)):
-            k = (index + step) % len(self)
-            if k not in self.decoded:
-                self.decoded[k] = self._decode(*self.sources[k])
-            if self.decoded[k] is not None:
-                return self.decoded[k]
+            if (image := self.image((index + step) % len(self))) is not None:
+                return image
         raise RankscopeError(f"none of the {len(self)} photos could be used: "
                              f"{', '.join(where for where, _ in self.sources[:3])}, ...")
+
+    def image(self, index: int) -> Image.Image | None:
+        """Image ``index`` itself, decoded once; ``None`` (warned about the first time) when it is not usable."""
+        if index not in self.decoded:
+            self.decoded[index] = self._decode(*self.sources[index])
+        return self.decoded[index]
 
     def _decode(self, where: str, source: Path | bytes) -> Image.Image | None:
         try:
@@ -196,4 +200,4 @@ def load_photos(cfg: ModelCfg, split: str = "test", count: int = DEFAULT_CROPS, 
     sources = photo_sources(SPLIT_PHOTOS[split])
     if not sources:
         raise RankscopeError(f"none of the {NAME} of the {split} split could be read")
-    return PhotoCrops(PhotoImages(sources), count, crop_transform(cfg), seed)
+    return PhotoCrops(PhotoImages(list(sources.values())), count, crop_transform(cfg), seed)

@@ -1,8 +1,8 @@
 """Evaluation datasets by name, shaped for a given model, and deterministic subsets of them.
 
 Names: ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
-``photos[:N]``, for super-resolution models ``set5-like`` and ``sr-patches[:N]``, and for language models
-``shakespeare[:N]``. Every classification loader returns a ``Dataset`` of ``(float image normalised for the model, int
+``photos-labelled``, ``photos[:N]``, for super-resolution models ``set5-like`` and ``sr-patches[:N]``, and for language
+models ``shakespeare[:N]``. Every classification loader returns a ``Dataset`` of ``(float image normalised for the model, int
 label)`` (``photos`` is unlabelled: its labels are ``core.task.labels.NO_LABEL``); the super-resolution ones of
 ``(LR image, HR image)`` in [0, 1], and the text one of ``(token ids (T,), next-token ids (T,))``; these name their
 task (:mod:`core.data.sr_photos`, :mod:`core.data.text`). A dataset that does not fit the model (channels, image size, classes,
@@ -25,13 +25,14 @@ from core.data.fashion_mnist import load_fashion_mnist
 from core.data.image_files import is_image_file
 from core.data.imagenet_samples import load_imagenet_samples
 from core.data.photos import crop_count, load_photos
+from core.data.photos_labelled import load_photos_labelled
 from core.data.sr_photos import load_set5_like, load_sr_patches, patch_count
 from core.data.text import load_shakespeare, window_count
 from core.errors import RankscopeError, close_matches_hint
 from core.models.cfg import ModelCfg
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos", "set5-like", "sr-patches",
-            "shakespeare")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "imagenet-samples", "photos-labelled", "photos",
+            "set5-like", "sr-patches", "shakespeare")
 
 
 def _check_fit(name: str, shape: tuple[int, int, int], num_classes: int, cfg: ModelCfg) -> None:
@@ -157,8 +158,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
     Parameters
     ----------
     name : ``fashion-mnist``, ``cifar10[:ROOT]``, ``cifar100[:ROOT]``, ``imagefolder:PATH``, ``imagenet-samples``,
-        ``photos[:N]`` (N crops), ``set5-like``, ``sr-patches[:N]`` (N patch pairs) or ``shakespeare[:N]`` (the first
-        N token windows, or ``all``).
+        ``photos-labelled``, ``photos[:N]`` (N crops), ``set5-like``, ``sr-patches[:N]`` (N patch pairs) or
+        ``shakespeare[:N]`` (the first N token windows, or ``all``).
     cfg : the model's metadata (input size, classes, normalisation).
     split : ``"test"`` or ``"train"``.
     """
@@ -175,6 +176,8 @@ def load_dataset(name: str, cfg: ModelCfg, split: str = "test") -> Dataset:
         return _imagefolder(arg, cfg, split)
     if kind == "imagenet-samples":
         return load_imagenet_samples(cfg, split)
+    if kind == "photos-labelled":
+        return load_photos_labelled(cfg, split)
     if kind == "photos":
         return load_photos(cfg, split, crop_count(arg))
     if kind == "set5-like":
@@ -209,13 +212,13 @@ def eval_subset(dataset: Dataset, samples: int | None, seed: int = 0) -> Dataset
 
 # Data sets without a training split of their own, and where compression and recovery learn instead: the
 # calibration photos are disjoint from every evaluation image (see core.data.photos and core.data.sr_photos).
-TRAINING_SOURCE = {"imagenet-samples": "photos:16384", "set5-like": "sr-patches:4096"}
+TRAINING_SOURCE = {"imagenet-samples": "photos:16384", "photos-labelled": "photos:16384", "set5-like": "sr-patches:4096"}
 
 
 def training_data(name: str, cfg: ModelCfg) -> Dataset:
     """What allocation and recovery may learn from for evaluation data ``name``: its ``train`` split, or for a data
-    set without one the training split of its :data:`TRAINING_SOURCE` (``imagenet-samples``: crops of the
-    calibration photos, unlabelled; ``set5-like``: patch pairs of the super-resolution calibration photos).
+    set without one the training split of its :data:`TRAINING_SOURCE` (``imagenet-samples``, ``photos-labelled``:
+    crops of the calibration photos, unlabelled; ``set5-like``: patch pairs of the super-resolution calibration photos).
 
     Raises
     ------

@@ -187,5 +187,5 @@ def load_sr_patches(cfg: ModelCfg, split: str = "test", count: int = DEFAULT_PAT
     sources = photo_sources(photos)
     if not sources:
         raise RankscopeError(f"none of the photos of {PATCHES_NAME} ({split}) could be read")
-    images = PhotoImages(sources, accept=partial(fit_hr, cfg=cfg, side=side))
+    images = PhotoImages(list(sources.values()), accept=partial(fit_hr, cfg=cfg, side=side))
     return SRPatches(images, count, cfg.scale, tuple(cfg.input_size[1:]), seed)

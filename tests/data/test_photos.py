@@ -79,7 +79,7 @@ def test_every_photo_decodes_at_its_resolution():
     sources = photo_sources(POOL)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no photo is left out
-        images = PhotoImages(sources)
+        images = PhotoImages(list(sources.values()))
         sizes = {photo.name: images[i].size for i, photo in enumerate(POOL)}
     for photo in POOL:
         long, short = max(sizes[photo.name]), min(sizes[photo.name])
