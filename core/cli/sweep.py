@@ -13,16 +13,19 @@ from core import argtypes
 from core.cli.common import add_model_args, load_model
 from core.data import default_dataset, eval_subset, load_dataset, training_data
 from core.errors import RankscopeError
+from core.budget import CALIBRATION, RECONSTRUCT_STEPS, compress_to_budget, posttrain_settings
 from core.io import check_writable
 from core.models.cfg import ModelCfg
 from core.plan import save_plan
+from core.plan.saved import check_new_folder, save_compressed
+from core.posttrain import BATCHNORM_MODES, NONE, PostTrain
 from core.profile import example_input, task_for
 from core.profile.checks import RUNTIMES
 from core.profile.context import torch_threads
 from core.speed import LayerTimes
 from core.sweep import DEFAULT_FOLDER, RayExecutor, SweepCache, data_key, layer_methods, sweep, write_table
-from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, allocate
-from core.sweep.budget import Problem, Target
+from core.sweep.allocate import ALLOCATORS, NEEDS_TABLE, WHITENED, allocate
+from core.sweep.budget import Allocation, Problem, Target
 from core.sweep.engine import SWEEP_SAMPLES
 from core.sweep.hybrid import hybrid_table
 from core.sweep.interval import CONFIDENCE, EarlyStop, check_proportion, half_width, samples_for
@@ -124,26 +127,69 @@ def rank_multiple(args: argparse.Namespace) -> int:
     return 16 if getattr(args, "target_latency", None) is not None else 1
 
 
+def allocate_steps(args: argparse.Namespace) -> PostTrain | None:
+    """The post-training steps ``allocate``'s flags ask for: by default all of them for the whitened allocator and
+    none for the others (``--posttrain`` adds them there); ``None`` for none."""
+    wanted = args.posttrain if args.posttrain is not None else args.allocator == WHITENED
+    if not wanted:
+        return None
+    return posttrain_settings(sequential=not args.no_sequential, bias=not args.no_bias_correction,
+                              batchnorm=args.batchnorm, reconstruct=args.reconstruct)
+
+
+def allocate_budgeted(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg, target: Target,
+                      steps: PostTrain | None, times: LayerTimes) -> Allocation:
+    """``allocate`` with the whitened allocator: :func:`core.budget.compress_to_budget` on the training split."""
+    data_name = default_dataset(cfg, args.data)
+    if not data_name:
+        raise RankscopeError("the whitened allocator learns from calibration data: give it with --data")
+    data = eval_subset(training_data(data_name, cfg), args.calibration, seed=args.seed)
+    with torch_threads(args.threads):
+        result = compress_to_budget(model, data, target, name=args.model, example=example_input(cfg, 1),
+                                    steps=steps or NONE, calibration=args.calibration, layers=args.layers,
+                                    multiple=rank_multiple(args), times=times)
+    print(result.report.summary(), file=sys.stderr)
+    if args.save is not None:
+        save_compressed(result.model, result.plan, args.model, Path(args.save))
+        print(f"wrote {args.save}: load it with create_model('file:{args.save}')")
+    return result.allocation
+
+
 def cmd_allocate(args: argparse.Namespace) -> None:
     kind, fraction = next((k, v) for k in ("flops", "params", "latency") if (v := getattr(args, f"target_{k}")) is not None)
     check_writable(args.out)  # before loading the model and sweeping, not after
+    if args.save is not None:
+        check_new_folder(Path(args.save))
     check_early_stop(args)
+    steps = allocate_steps(args)
+    if args.allocator != WHITENED and (args.save is not None or steps is not None):
+        raise RankscopeError(f"--save and --posttrain go with the whitened allocator (the {args.allocator} allocator "
+                             "writes a plan; apply it with rankscope apply)")
     args.hybrid_target = hybrid_target(args, Target(kind, fraction))
     if args.proxy is not None and args.allocator not in NEEDS_TABLE:
         raise RankscopeError(f"--proxy makes a sweep table and the {args.allocator} allocator reads none")
     model, cfg = load_model(args)
+    times = LayerTimes(model, example_input(cfg, args.latency_batch), runtime=args.runtime, threads=args.threads,
+                       folder=None if args.no_cache else Path(args.cache_dir).parent / "latency")
+    if args.allocator == WHITENED:
+        result = allocate_budgeted(args, model, cfg, Target(kind, fraction), steps, times)
+        finish_allocate(args, result, kind, fraction)
+        return
     table, layers, data = None, None, None
     if args.allocator in NEEDS_TABLE:
         # chosen on training images, so that the test split stays for reporting the plan's accuracy
         table, data = sweep_table(args, model, cfg, latency=False, mix=args.allocator == "rankscope", split="train")
     else:
         layers = layer_methods(model, args.layers, args.methods, mix=args.allocator == "spectrum")
-    times = LayerTimes(model, example_input(cfg, args.latency_batch), runtime=args.runtime, threads=args.threads,
-                       folder=None if args.no_cache else Path(args.cache_dir).parent / "latency")
     problem = Problem(model, args.model, example_input(cfg, 1), Target(kind, fraction), table, layers,
                       data=data if args.allocator == "rankscope" else None, times=times, multiple=rank_multiple(args))
     with torch_threads(args.threads):
         result = allocate(args.allocator, problem)
+    finish_allocate(args, result, kind, fraction)
+
+
+def finish_allocate(args: argparse.Namespace, result: Allocation, kind: str, fraction: float) -> None:
+    """Write the allocation's plan and say whether it meets the target."""
     save_plan(result.plan, args.out)
     print(f"wrote {args.out}: {result.summary()}")
     if not result.met:
@@ -207,9 +253,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--target-flops", type=argtypes.fraction("--target-flops"), help="keep this fraction of the FLOPs")
     target.add_argument("--target-params", type=argtypes.fraction("--target-params"), help="keep this fraction of the parameters")
     target.add_argument("--target-latency", type=argtypes.fraction("--target-latency"), help="keep this fraction of the measured latency")
-    p.add_argument("--allocator", choices=list(ALLOCATORS), default="rankscope",
-                   help="rankscope (knapsack on the sweep), greedy (AIMET), uniform, energy, vbmf or spectrum "
-                        "(knapsack on lost weight energy, no data)")
+    p.add_argument("--allocator", choices=list(ALLOCATORS), default=WHITENED,
+                   help="whitened (default: aa_svd ranks from each layer's Fisher-weighted whitened truncation loss on "
+                        "calibration data, then the post-training steps), rankscope (knapsack on the sweep), greedy "
+                        "(AIMET), uniform, energy, vbmf or spectrum (knapsack on lost weight energy, no data)")
+    steps = p.add_argument_group("post-training steps (default: all of them with the whitened allocator)")
+    steps.add_argument("--posttrain", action=argparse.BooleanOptionalAction, default=None,
+                       help="record and run the post-training steps (default: on for whitened, off for the others)")
+    steps.add_argument("--no-sequential", action="store_true",
+                       help="fit every layer on the dense inputs instead of the compressed prefix's")
+    steps.add_argument("--no-bias-correction", action="store_true", help="leave the layers' mean output shift")
+    steps.add_argument("--batchnorm", choices=BATCHNORM_MODES, default="shift",
+                       help="BatchNorm statistics after compression: shift (by the compressed-minus-dense moments, "
+                            "default), reestimate (from scratch on the calibration data) or none")
+    steps.add_argument("--reconstruct", type=argtypes.positive("--reconstruct", least=0), default=RECONSTRUCT_STEPS,
+                       metavar="STEPS", help=f"Adam steps of block reconstruction per block (0: off; default "
+                                             f"{RECONSTRUCT_STEPS})")
+    steps.add_argument("--calibration", type=argtypes.positive("--calibration"), default=CALIBRATION,
+                       help=f"calibration samples of the training split the steps learn from (default {CALIBRATION})")
+    p.add_argument("--save", default=None, metavar="DIR",
+                   help="with the whitened allocator: also write the compressed model to this new folder")
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="runtime the layers are timed on (latency targets, and the latency every plan reports)")
     add_sweep_args(p)

@@ -5,7 +5,7 @@
 >>> get_method("tucker2").cost(conv, (16, 16), input_hw=(28, 28))  # doctest: +SKIP
 """
 from core.decompose._cache import CACHE
-from core.decompose._specs import Decomposed, LayerSpec
+from core.decompose._specs import Decomposed, LayerSpec, build_plan, conv_patches
 from core.decompose.registry import (
     Cost,
     Method,
@@ -24,6 +24,8 @@ from core.decompose.rank_rules import dense_cost, energy_rank, evbmf_rank, ratio
 
 __all__ = [
     "applicable_methods",
+    "build_plan",
+    "conv_patches",
     "CACHE",
     "Cost",
     "CPCapsuleRouting",

@@ -17,6 +17,7 @@ from core.layers import layer_inputs, set_module
 from core.models.cfg import ModelCfg
 from core.plan.document import Plan, PlanError, weights_hash
 from core.plan.kinds import GROUP_KINDS, MODULE_KINDS, apply_groups, group_problems, group_structure, module_problems
+from core.posttrain import Entry, PostTrainReport, as_batches, posttrain
 from core.profile import example_input
 from core.task.labels import NO_LABEL
 
@@ -39,10 +40,12 @@ def validate_plan(plan: Plan, model: nn.Module, example: torch.Tensor | None = N
 def data_needs(plan: Plan) -> tuple[bool, bool]:
     """Whether applying ``plan`` needs calibration inputs, and whether it needs their labels too.
 
-    Inputs: data-aware decompositions (aa_svd, tucker2_nl). Labels: the gradient-based pruning scores.
+    Inputs: data-aware decompositions (aa_svd, tucker2_nl), post-training steps. Labels: the gradient-based pruning
+    scores.
     """
     labels = any(GROUP_KINDS[e.method].needs_labels(e) for e in plan.groups.values())
-    inputs = labels or any(MODULE_KINDS[e.kind].needs_calibration(e) for e in plan.layers.values())
+    inputs = labels or any(MODULE_KINDS[e.kind].needs_calibration(e) for e in plan.layers.values()) \
+        or (plan.posttrain is not None and plan.posttrain.active)
     return inputs, labels
 
 
@@ -53,12 +56,15 @@ class ApplyReport:
     applied: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    posttrain: PostTrainReport | None = None
 
     def summary(self) -> str:
         """The report as lines of text."""
         lines = [f"applied {len(self.applied)} layer(s), skipped {len(self.skipped)}"]
         lines += [f"  {path}: {what}" for path, what in self.applied.items()]
         lines += [f"  skipped {path}: {why}" for path, why in self.skipped.items()]
+        if self.posttrain is not None:
+            lines += [f"  {line}" for line in self.posttrain.summary().splitlines()]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -108,19 +114,34 @@ def apply_plan(
     needs_data = [p for p, e in plan.layers.items() if kinds[p].needs_calibration(e)]
     if needs_data and calibration is None:
         raise RankscopeError(f"{', '.join(needs_data[:3])}: data-aware methods need calibration data (--data)")
+    steps = plan.posttrain if plan.posttrain is not None and plan.posttrain.active else None
+    if steps is not None and calibration is None:
+        raise RankscopeError("the plan's post-training steps (posttrain: sequential fitting, bias and BatchNorm "
+                             "correction, block reconstruction) need calibration data (--data)")
     wanted = [p for p, e in plan.layers.items() if kinds[p].needs_inputs(e)]
     if wanted and calibration is None and example is None:
         raise RankscopeError(f"{', '.join(wanted[:3])}: attention entries need an example input (their sequence length)")
-    inputs = layer_inputs(base, wanted, example if calibration is None else calibration) if wanted else {}
+    sequential = steps is not None and steps.sequential
+    inputs = layer_inputs(base, wanted, example if calibration is None else calibration) if wanted and not sequential else {}
     new = copy.deepcopy(base) if base is model else base  # a narrowed model is already a new one
-    originals = dict(base.named_modules())  # replacing a module in ``new`` leaves these references intact
-    for path, entry in plan.layers.items():
+    dense = copy.deepcopy(base) if base is not model else model  # the reference of the post-training steps
+    originals = dict(dense.named_modules())  # replacing a module in ``new`` leaves these references intact
+
+    def build(path: str, module: nn.Module, layer_inputs: torch.Tensor | None) -> nn.Module:
+        entry = plan.layers[path]
         try:
-            built = kinds[path].build(originals[path], entry, inputs.get(path))
+            return kinds[path].build(module, entry, layer_inputs)
         except (TypeError, RankscopeError) as err:
             raise PlanError([f"{path}: {entry.method}: {err}"]) from None
-        set_module(new, path, built)
-        report.applied[path] = entry.describe()
+
+    if not sequential:
+        for path in plan.layers:
+            set_module(new, path, build(path, originals[path], inputs.get(path)))
+    if steps is not None:
+        entries = {path: Entry(e.method, e.rank, lambda module, x, path=path: build(path, module, x), path in wanted)
+                   for path, e in plan.layers.items()}
+        report.posttrain = posttrain(dense, new, entries, as_batches(calibration), steps)
+    report.applied.update((path, entry.describe()) for path, entry in plan.layers.items())
     return new.eval(), report
 
 

@@ -14,6 +14,8 @@ A plan is YAML or JSON with the same content::
       layer3.0.conv1: {method: prune, density: 0.5, options: {score: taylor}}
     skipped:                         # informational: layers a generated plan left alone, and why
       layer1.0.bn1: "not decomposable: ..."
+    posttrain:                       # optional: steps after building, on calibration data (core.posttrain)
+      {sequential: true, bias: true, batchnorm: shift, reconstruct: 200}
 
 The kinds of entry (decomposition, attention variant, channel-group density) are described in
 :mod:`core.plan.entry`. ``load_plan`` checks the document's shape and reports every problem at once;
@@ -35,9 +37,10 @@ from torch import nn
 from core.errors import RankscopeError
 from core.io import atomic_write_text
 from core.plan.entry import LayerEntry, entry_from_dict, is_group_method
+from core.posttrain import PostTrain
 
 SCHEMA_VERSION = 1
-TOP_KEYS = {"schema", "model", "weights_hash", "layers", "groups", "skipped"}
+TOP_KEYS = {"schema", "model", "weights_hash", "layers", "groups", "skipped", "posttrain"}
 MAX_PLAN_BYTES = 16 * 2**20  # a plan is a few kB; a larger file is not one
 
 
@@ -63,10 +66,11 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
     groups: dict[str, LayerEntry] = field(default_factory=dict)  # resample / prune entries by channel-group name
+    posttrain: PostTrain | None = None  # steps after building, on calibration data (None: none)
 
     def __hash__(self) -> int:
         return hash((self.schema, self.model, self.weights_hash, tuple(self.layers.items()),
-                     tuple(self.groups.items()), tuple(self.skipped.items())))
+                     tuple(self.groups.items()), tuple(self.skipped.items()), self.posttrain))
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as a plan file holds it."""
@@ -78,6 +82,8 @@ class Plan:
             out["groups"] = {name: entry.to_dict() for name, entry in self.groups.items()}
         if self.skipped:
             out["skipped"] = dict(self.skipped)
+        if self.posttrain is not None:
+            out["posttrain"] = self.posttrain.to_dict()
         return out
 
     def dumps(self, fmt: str = "yaml") -> str:
@@ -122,11 +128,18 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
                 problems.append(f"{name}: {entry.method} entries belong under "
                                 f"'{'groups' if is_group_method(entry.method) else 'layers'}'")
     skipped = doc.get("skipped") or {}
+    posttrain = None
+    if doc.get("posttrain") is not None:
+        try:
+            posttrain = PostTrain.from_dict(doc["posttrain"])
+        except RankscopeError as err:
+            problems.append(str(err))
     if problems:
         raise PlanError(problems, source)
     layers, groups = ({k: v for k, v in sections[key].items() if v is not None} for key in ("layers", "groups"))
     return Plan(doc["model"], layers, doc.get("weights_hash"),
-                {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}, groups=groups)
+                {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}, groups=groups,
+                posttrain=posttrain)
 
 
 def loads_plan(text: str, source: str = "plan") -> Plan:

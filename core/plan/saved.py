@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from core.models.cfg import ModelCfg
 from core.models.checkpoint import load_weights, read_state_dict
 from core.plan.apply import compress
 from core.plan.document import Plan, load_plan
+from core.posttrain import PostTrain
 from core.profile import example_input
 
 META = "rankscope.json"
@@ -65,9 +67,17 @@ def load_compressed(folder: Path, base: tuple[nn.Module, ModelCfg]) -> tuple[nn.
     if plan_file:
         inputs = example_input(cfg, 8)  # seeded images, or token ids for a language model
         labels = torch.arange(8) % max(cfg.num_classes, 1)  # super-resolution models have no classes
-        model, _ = compress(model, cfg, load_plan(folder / plan_file), data=(inputs, labels), force=True)
+        model, _ = compress(model, cfg, architecture_of(load_plan(folder / plan_file)), data=(inputs, labels), force=True)
     load_weights(model, read_state_dict(folder / meta.get("weights", "model.safetensors")), source=str(folder))
     return model.eval(), ModelCfg(**{**cfg.__dict__, "name": f"file:{folder}", "weights": str(folder)})
+
+
+def architecture_of(plan: Plan) -> Plan:
+    """``plan`` with only the post-training steps that change the architecture (bias correction gives layers a bias):
+    the saved weights replace whatever the others learnt, so rebuilding need not run them."""
+    if plan.posttrain is None:
+        return plan
+    return replace(plan, posttrain=PostTrain(sequential=False, bias=plan.posttrain.bias, batchnorm="none", reconstruct=0))
 
 
 def read_meta(folder: Path) -> dict:

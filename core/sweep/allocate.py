@@ -10,7 +10,9 @@ Each allocator is a function ``(Problem) -> Allocation`` registered in :data:`AL
 - ``rankscope``: a multiple-choice knapsack on the sweep table's loss increases, over all of a layer's swept
   methods, refined on measured whole-model losses when the problem has ``data`` (:mod:`core.sweep.knapsack`);
 - ``spectrum``: the same knapsack on the weight energy each rank drops, over all of a layer's methods with
-  singular values: no table and no data, for real-sized networks in seconds.
+  singular values: no table and no data, for real-sized networks in seconds;
+- ``whitened``: per-layer ``aa_svd`` ranks from each rank's whitened truncation loss on the problem's calibration
+  ``data`` (:mod:`core.sweep.whitened`); :func:`core.budget.compress_to_budget` runs it with the post-training steps.
 
 The first three use each layer's first method (``default_method`` unless the problem names others) and
 round their ranks to ``problem.multiple``; greedy and rankscope choose among the table's points. A layer whose chosen rank would cost no less than the dense
@@ -27,6 +29,7 @@ from core.errors import RankscopeError, close_matches_hint
 from core.decompose.rank import Rank, rank_at, round_rank
 from core.sweep.budget import Allocation, Choice, Option, Problem, finish, table_options
 from core.sweep.knapsack import rankscope, spectrum
+from core.sweep.whitened import whitened
 
 RATIOS = tuple(i / 10 for i in range(1, 10))  # AIMET's default candidates: 10 ratios, less the uncompressed 1.0
 STEPS = 40  # bisection steps of a continuous knob: 2**-40 of its range
@@ -126,7 +129,9 @@ def greedy(problem: Problem) -> Allocation:
     return finish(problem, choose(levels[lo]), "greedy", f"accuracy level {levels[lo]:.4f}")
 
 
+WHITENED = "whitened"
 ALLOCATORS: dict[str, Callable[[Problem], Allocation]] = {
+    WHITENED: whitened,
     "rankscope": rankscope, "greedy": greedy, "uniform": uniform, "energy": energy, "vbmf": vbmf, "spectrum": spectrum,
 }
 NEEDS_TABLE = ("rankscope", "greedy")

@@ -22,9 +22,9 @@ calibration inputs ``X`` (``problem.data``). How the matrices' losses are put on
     task's loss); ``relative`` and ``absolute`` take bare input tensors.
 
 One forward pass (and for ``fisher`` one backward pass) and one whitened SVD per layer (:func:`whitened_losses`;
-:func:`truncation_losses` from inputs already captured). No table; no whole-model evaluation. It is called as
-:func:`whitened`, not yet registered in :data:`core.sweep.allocate.ALLOCATORS`: the CLI and the dashboard give
-allocators no calibration data.
+:func:`truncation_losses` from inputs already captured). No table; no whole-model evaluation. It is registered as
+``whitened`` in :data:`core.sweep.allocate.ALLOCATORS`; :func:`core.budget.compress_to_budget` calls it with the
+calibration data and the post-training steps, for the CLI, the Plan page and the benches alike.
 
 References
 ----------
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from core.decompose.activation_aware import input_gram
 from core.decompose.rank import rank_grid, rank_values
 from core.decompose.registry import get_method
 from core.errors import RankscopeError
@@ -103,6 +104,8 @@ def output_fisher(model: nn.Module, layers: list[str], data: Any) -> dict[str, t
             grads = torch.autograd.grad(loss, [outputs[name] for name in found], allow_unused=True)
             for name, g in zip(found, grads):
                 if g is not None:
+                    if isinstance(modules[name], nn.Conv2d):
+                        g = g.movedim(1, -1)  # a conv's channels are dim 1: (N, H, W, O)
                     flat = g.detach().reshape(-1, g.shape[-1]).to(torch.float64)  # (rows, O)
                     sums[name] += (flat ** 2).sum(0)
                     rows[name] += len(flat)
@@ -110,6 +113,15 @@ def output_fisher(model: nn.Module, layers: list[str], data: Any) -> dict[str, t
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
     return {name: sums[name] / max(rows[name], 1) for name in layers}
+
+
+def input_rows(module: nn.Module, x: torch.Tensor) -> int:
+    """How many vectors ``module``'s weight multiplies on inputs ``x``: a Linear's input rows, a conv's output
+    positions times the batch."""
+    if isinstance(module, nn.Conv2d):
+        with torch.no_grad():
+            return len(x) * module(x[:1]).shape[-2:].numel()
+    return x.reshape(-1, x.shape[-1]).shape[0]
 
 
 def truncation_losses(model: nn.Module, inputs: dict[str, torch.Tensor], *, weighting: str = "relative",
@@ -122,7 +134,8 @@ def truncation_losses(model: nn.Module, inputs: dict[str, torch.Tensor], *, weig
     Parameters
     ----------
     model : the dense model.
-    inputs : layer -> its calibration inputs (rows of ``D`` features), e.g. :func:`core.layers.layer_inputs`.
+    inputs : layer -> its calibration inputs (a Linear's rows of ``D`` features, a conv's input maps), e.g.
+        :func:`core.layers.layer_inputs`.
     weighting : one of :data:`WEIGHTINGS` (see the module docstring).
     fisher : layer -> ``F_o`` (:func:`output_fisher`); required by the ``fisher`` weighting.
     damping : ``aa_svd``'s damping (default its own).
@@ -138,11 +151,11 @@ def truncation_losses(model: nn.Module, inputs: dict[str, torch.Tensor], *, weig
         module = model.get_submodule(layer)
         factors = method.factorization(module, x, damping=damping)  # W S = U diag(S) V^T; U (1, O, k), S (1, k)
         power = factors.S[0].to(torch.float64) ** 2  # (k,)
-        rows = x.reshape(-1, x.shape[-1]).shape[0]
+        rows = input_rows(module, x)
         if weighting == "relative":
             W = module.weight.detach().to(torch.float64)
-            flat = x.reshape(-1, x.shape[-1]).to(torch.float64)
-            lam = damping * float((flat ** 2).sum()) / flat.shape[1]  # aa_svd's lam: damping x mean diag(X^T X)
+            mean_diag = float(input_gram(module, x).diagonal().mean())
+            lam = damping * mean_diag  # aa_svd's lam: damping x mean diag(X^T X), X the vectors W multiplies
             dense = float(power.sum()) - (lam if lam > 0 else 1.0) * float((W ** 2).sum())  # ||W X||^2
             power = power / dense if dense > 0 else power
         elif weighting == "absolute":
