@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import argparse
 
-from core.bench import allocate, attention, dashboard, language, resample, sensitivity, speed, super_resolution, sweep
+from core.bench import (
+    allocate,
+    attention,
+    dashboard,
+    language,
+    posttrain,
+    resample,
+    sensitivity,
+    speed,
+    super_resolution,
+    sweep,
+)
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +29,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     attention.add_parser(kinds)
     dashboard.add_parser(kinds)
     language.add_parser(kinds)
+    posttrain.add_parser(kinds)
     resample.add_parser(kinds)
     speed.add_parser(kinds)
     super_resolution.add_parser(kinds)

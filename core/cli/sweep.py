@@ -161,6 +161,8 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     if args.save is not None:
         check_new_folder(Path(args.save))
     check_early_stop(args)
+    if args.allocator is None:  # a proxy makes a sweep table, which the rankscope allocator reads
+        args.allocator = "rankscope" if args.proxy is not None else WHITENED
     steps = allocate_steps(args)
     if args.allocator != WHITENED and (args.save is not None or steps is not None):
         raise RankscopeError(f"--save and --posttrain go with the whitened allocator (the {args.allocator} allocator "
@@ -253,9 +255,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--target-flops", type=argtypes.fraction("--target-flops"), help="keep this fraction of the FLOPs")
     target.add_argument("--target-params", type=argtypes.fraction("--target-params"), help="keep this fraction of the parameters")
     target.add_argument("--target-latency", type=argtypes.fraction("--target-latency"), help="keep this fraction of the measured latency")
-    p.add_argument("--allocator", choices=list(ALLOCATORS), default=WHITENED,
-                   help="whitened (default: aa_svd ranks from each layer's Fisher-weighted whitened truncation loss on "
-                        "calibration data, then the post-training steps), rankscope (knapsack on the sweep), greedy "
+    p.add_argument("--allocator", choices=list(ALLOCATORS), default=None,
+                   help="whitened (the default, or rankscope with --proxy: aa_svd ranks from each layer's "
+                        "Fisher-weighted whitened truncation loss on calibration data, then the post-training steps), "
+                        "rankscope (knapsack on the sweep), greedy "
                         "(AIMET), uniform, energy, vbmf or spectrum (knapsack on lost weight energy, no data)")
     steps = p.add_argument_group("post-training steps (default: all of them with the whitened allocator)")
     steps.add_argument("--posttrain", action=argparse.BooleanOptionalAction, default=None,

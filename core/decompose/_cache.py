@@ -14,8 +14,10 @@ import torch
 
 
 def tensor_key(t: torch.Tensor) -> tuple:
-    """What identifies a tensor's current contents without reading them."""
-    return (id(t), t._version, t.data_ptr(), tuple(t.shape), str(t.dtype), str(t.device))
+    """What identifies a tensor's current contents without reading them (an inference tensor, made under
+    ``torch.inference_mode``, cannot change in place and has no version counter)."""
+    version = -1 if t.is_inference() else t._version
+    return (id(t), version, t.data_ptr(), tuple(t.shape), str(t.dtype), str(t.device))
 
 
 class FactorizationCache:

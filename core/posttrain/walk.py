@@ -9,13 +9,14 @@ finished block once: where the forward pass is a chain (one block's output is th
 keyword arguments; checked on one example), its outputs are the next inputs, else the next block's inputs are
 captured by running the models from their input. The whole walk costs a few passes of the network.
 
-Blocks: the module tree opened through plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``
-exactly, not their subclasses such as torchvision's ``Conv2dNormActivation``) from the root; each module reached
-that is not such a container is a block.
+Blocks: the module tree opened from the root through plain containers (``nn.Sequential``, ``nn.ModuleList``,
+``nn.ModuleDict`` exactly, not their subclasses such as torchvision's ``Conv2dNormActivation``) and through any
+module that holds a ``ModuleList`` (a transformer's stack of layers, wherever its wrappers put it); each module
+reached that is not opened is a block: a residual block, a transformer layer, a conv of a plain stack.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 
 import torch
@@ -36,7 +37,8 @@ def find_blocks(model: nn.Module, prefix: str = "") -> list[str]:
     out = []
     for name, child in model.named_children():
         path = f"{prefix}{name}"
-        out += find_blocks(child, f"{path}.") if type(child) in CONTAINERS else [path]
+        opened = type(child) in CONTAINERS or any(type(m) is nn.ModuleList for m in child.modules())
+        out += find_blocks(child, f"{path}.") if opened else [path]
     return out
 
 
@@ -83,10 +85,15 @@ def _chained(model: nn.Module, example: torch.Tensor, blocks: list[str]) -> list
     """Per block after the first: whether its input is the previous block's output, with the same keywords."""
     calls = first_calls(model, example, blocks)
     outputs: dict[str, torch.Tensor] = {}
+
+    def keep(path: str) -> Callable[[nn.Module, tuple, object], None]:
+        def hook(_m: nn.Module, _args: tuple, out: object) -> None:  # returns None: the output stays as it is
+            outputs.setdefault(path, main_output(out).detach().clone())
+        return hook
+
     with ExitStack() as stack, torch.no_grad():
         for path in blocks:
-            stack.enter_context(model.get_submodule(path).register_forward_hook(
-                lambda _m, _a, out, path=path: outputs.setdefault(path, main_output(out).detach().clone())))
+            stack.enter_context(model.get_submodule(path).register_forward_hook(keep(path)))
         model(example)
     chained = []
     for prev, path in zip(blocks, blocks[1:]):

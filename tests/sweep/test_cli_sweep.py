@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from core.cli import main
 from core.decompose import get_method
@@ -137,3 +138,43 @@ def test_hybrid_sweep_and_allocation_from_a_proxy(tmp_path, capsys):
     assert main(["allocate", "fmnist-resnet", "--target-flops", "0.9", "--proxy", "fisher", "--hybrid", *common,
                  "--out", str(tmp_path / "p.yaml")]) == 0
     assert "meets the target 0.9" in capsys.readouterr().out
+
+
+def test_allocate_by_default_runs_the_post_training_steps_and_saves_the_model(tmp_path, capsys):
+    """``rankscope allocate MODEL --target-flops F --out plan.yaml`` as a user types it: the whitened allocator on the
+    training split, every post-training step recorded in the plan, and the compressed model saved and reloaded."""
+    out, saved = tmp_path / "plan.yaml", tmp_path / "small"
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.8", "--calibration", "64", "--reconstruct", "3",
+                 "--threads", "1", "--out", str(out), "--save", str(saved)]) == 0
+    printed = capsys.readouterr()
+    assert "meets the target 0.8" in printed.out and f"wrote {saved}" in printed.out
+    assert "sequential:" in printed.err and "reconstruct" in printed.err
+    plan = load_plan(out)
+    assert plan.layers and {e.method for e in plan.layers.values()} == {"aa_svd"}
+    assert plan.posttrain is not None and plan.posttrain.sequential and plan.posttrain.reconstruct == 3
+    small, _ = create_model(f"file:{saved}")
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    dense = create_model("fmnist-resnet")[0]
+    assert not torch.allclose(small(x), dense(x))  # compressed, and reloaded from its own weights
+    torch.testing.assert_close(create_model(f"file:{saved}")[0](x), small(x))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--allocator", "greedy", "--posttrain"], "--save and --posttrain go with the whitened allocator"),
+    (["--allocator", "energy", "--save", "SAVED"], "--save and --posttrain go with the whitened allocator"),
+])
+def test_allocate_post_training_flags_checked_before_work(extra, message, tmp_path, capsys):
+    extra = [str(tmp_path / "s") if e == "SAVED" else e for e in extra]
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--out", str(tmp_path / "p.yaml"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_allocate_save_into_a_full_folder_is_refused_before_work(tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("kept")
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--out", str(tmp_path / "p.yaml"),
+                 "--save", str(tmp_path / "full")]) == 2
+    assert (tmp_path / "full" / "x").read_text() == "kept" and not (tmp_path / "p.yaml").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
