@@ -19,6 +19,7 @@ from core.errors import RankscopeError
 from core.evaluate import INTERACTIVE_SAMPLES
 from core.layers.study import default_method
 from core.plan import LayerEntry, Plan, PlanError, kind_of, plan_from_dict, validate_plan
+from core.posttrain import PostTrain
 from core.profile import example_input
 from core.sweep import DEFAULT_FOLDER
 from dashboard.cached import compressible, model_and_cfg, weights_digest
@@ -170,9 +171,21 @@ def session_entry(entry: LayerEntry) -> dict:
 
 
 def set_plan(plan: Plan) -> None:
-    """Make ``plan``'s entries (layers and channel groups) the plan under edit."""
+    """Make ``plan``'s entries (layers and channel groups) and post-training steps the plan under edit."""
     set_plan_groups({g: session_entry(e) for g, e in plan.groups.items()})
     set_plan_entries({p: session_entry(e) for p, e in plan.layers.items()})
+    set_posttrain(plan.posttrain)
+
+
+def set_posttrain(steps: PostTrain | None) -> None:
+    """The post-training steps of the plan under edit (``None``: none)."""
+    st.session_state["plan_posttrain"] = None if steps is None else steps.to_dict()
+
+
+def posttrain() -> PostTrain | None:
+    """The post-training steps of the plan under edit."""
+    doc = st.session_state.get("plan_posttrain")
+    return None if doc is None else PostTrain.from_dict(doc)
 
 
 def rank_for(model: nn.Module, path: str, method: str, fraction: float) -> Rank | None:
@@ -254,7 +267,7 @@ def current_plan(c: Choice, *, with_hash: bool = False) -> tuple[Plan, list[str]
                 layers[path] = _entry(e)
         except RankscopeError as err:
             problems.append(f"{path}: {err}")
-    wanted = Plan(c.model, layers, groups={g: _entry(e) for g, e in plan_groups(c).items()})
+    wanted = Plan(c.model, layers, groups={g: _entry(e) for g, e in plan_groups(c).items()}, posttrain=posttrain())
     try:
         problems += validate_plan(plan_from_dict(wanted.to_dict()), model, example_input(cfg, 1))
     except PlanError as err:

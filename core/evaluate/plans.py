@@ -78,8 +78,10 @@ class PlanEvaluator:
 
     @staticmethod
     def is_exact_from_cache(plan: Plan) -> bool:
-        """Whether ``plan`` can be scored from cached activations: decomposition entries only."""
-        return not plan.groups and all(e.kind == "decomposition" for e in plan.layers.values())
+        """Whether ``plan`` can be scored from cached activations: decomposition entries only, built alone (no
+        post-training steps, which change layers after and around them)."""
+        steps = plan.posttrain is not None and plan.posttrain.active
+        return not plan.groups and not steps and all(e.kind == "decomposition" for e in plan.layers.values())
 
     def module(self, path: str, entry: LayerEntry) -> nn.Module:
         """The module at ``path`` rebuilt as a decomposition ``entry`` says (cached by path and entry)."""

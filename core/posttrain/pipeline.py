@@ -186,14 +186,15 @@ def posttrain(dense: nn.Module, compressed: nn.Module, entries: dict[str, Entry]
     report = PostTrainReport()
     walker = Walker(dense, compressed, batches)
     norms = batchnorm_paths(dense) if settings.batchnorm == "shift" else []
-    sites = call_order(dense, batches[0][:1], [*entries, *norms]) if settings.sequential or settings.bias or norms else []
+    layers = list(entries) if settings.sequential or settings.bias else []
+    sites = call_order(dense, batches[0][:1], [*layers, *norms]) if layers or norms else []
     wanted = [*sites, *(entries if settings.reconstruct else [])]
     blocks = [b for b in walker.paths if any(covers(b, w) for w in wanted)]
     for done, block in enumerate(walker.blocks(wanted), 1):
         for path in (s for s in sites if covers(block, s)):
-            if path in entries and settings.sequential:
+            if path in layers and settings.sequential:
                 _fit(walker, block, path, entries[path], settings, report)
-            elif path in entries:
+            elif path in layers:
                 if isinstance(walker.compressed.get_submodule(path), LAYERS + (nn.Sequential,)):
                     _correct(walker, block, path, report)
             else:

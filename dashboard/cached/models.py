@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.data import default_dataset, eval_subset, labelled_batch, load_dataset
+from core.data import default_dataset, eval_subset, labelled_batch, load_dataset, training_data
 from core.task.labels import NO_LABEL
 from core.evaluate import PlanEvaluator
 from core.layers.table import describe_layers
@@ -49,6 +49,13 @@ def test_set(name: str, arch: str, data: str):
 def eval_data(name: str, arch: str, samples: int, data: str = ""):
     """The seeded evaluation subset."""
     return eval_subset(test_set(name, arch, data), samples)
+
+
+@st.cache_resource(show_spinner="Loading calibration data…", max_entries=4)
+def calibration_set(name: str, arch: str, data: str, samples: int):
+    """The seeded subset of the calibration split (``core.data.training_data``) plans are chosen on: never the
+    evaluation split the page reports on."""
+    return eval_subset(training_data(data_name(name, arch, data), model_and_cfg(name, arch)[1]), samples)
 
 
 @st.cache_resource(show_spinner="Loading calibration images…", max_entries=4)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
+from core.budget import CALIBRATION, compress_to_budget
 from core.plan import weights_hash
 from core.profile import Cancelled, example_input, task_for
 from core.profile.context import torch_threads
@@ -15,16 +16,19 @@ from core.speed import LayerTimes
 from core.sweep import (Allocation, Executor, Problem, RayExecutor, SweepCache, Target, allocate, data_key, layer_methods,
                         proxy_table, sweep)
 from core.sweep.hybrid import hybrid_table
-from core.sweep.allocate import NEEDS_TABLE
-from dashboard.cached.models import data_name, eval_data, model_and_cfg
+from core.sweep.allocate import NEEDS_TABLE, WHITENED
+from dashboard.cached.models import calibration_set, data_name, eval_data, model_and_cfg
 
 if TYPE_CHECKING:  # dashboard.state imports this package: the types only, no import cycle
     from dashboard.state import Choice, Grid
 
 
-def sweep_cache(c: Choice) -> SweepCache:
-    """The on-disk sweep cache of the chosen evaluation subset (shared by the exact, proxy and hybrid sweeps)."""
-    return SweepCache(data_key(data_name(c.model, c.arch, c.data), c.samples, 0), Path(st.session_state["sweep_folder"]))
+def sweep_cache(c: Choice, split: str = "test") -> SweepCache:
+    """The on-disk sweep cache of the chosen evaluation subset (shared by the exact, proxy and hybrid sweeps), or of
+    the calibration subset (``split="train"``, under the key ``rankscope allocate`` gives it)."""
+    name = data_name(c.model, c.arch, c.data)
+    return SweepCache(data_key(name if split == "test" else f"{name}-{split}", c.samples, 0),
+                      Path(st.session_state["sweep_folder"]))
 
 
 RUN_ON = {"local": "This process", "ray": "Ray: a local instance", "cluster": "Ray: a running cluster"}
@@ -40,17 +44,19 @@ def executor(where: str, address: str = "") -> str | Executor:
 
 
 def run_sweep(c: Choice, g: Grid, *, latency: bool = False, progress=None, cancel=None,
-              on: str | Executor = "local") -> pd.DataFrame:
-    """``core.sweep.sweep`` of grid ``g`` on the evaluation subset, through the sweep cache (only missing rows computed).
+              on: str | Executor = "local", split: str = "test") -> pd.DataFrame:
+    """``core.sweep.sweep`` of grid ``g`` on the evaluation subset (``split="train"``: the calibration subset, for
+    allocation), through the sweep cache (only missing rows computed).
 
-    ``latency`` times every point at the chosen batch and threads. Each point is scored under the evaluation data's
-    task (``core.profile.task_for``), by the executor ``on`` (:func:`executor`). Raises ``RankscopeError`` for a bad
-    grid or a Ray cluster out of reach, ``Cancelled`` when ``cancel()`` says so.
+    ``latency`` times every point at the chosen batch and threads. Each point is scored under the data's task
+    (``core.profile.task_for``), by the executor ``on`` (:func:`executor`). Raises ``RankscopeError`` for a bad grid
+    or a Ray cluster out of reach, ``Cancelled`` when ``cancel()`` says so.
     """
+    data = calibration_set(c.model, c.arch, c.data, c.samples) if split == "train" else eval_data(c.model, c.arch, c.samples, c.data)
     with torch_threads(c.threads):
-        return sweep(model_and_cfg(*c.key)[0], eval_data(c.model, c.arch, c.samples, c.data), layers=list(g.layers) or None,
+        return sweep(model_and_cfg(*c.key)[0], data, layers=list(g.layers) or None,
                      methods=list(g.methods) or None, points=g.points, latency=latency, latency_batch=c.batch,
-                     cache=sweep_cache(c), progress=progress, cancel=cancel, executor=on)
+                     cache=sweep_cache(c, split), progress=progress, cancel=cancel, executor=on)
 
 
 def run_proxy(c: Choice, g: Grid, proxy: str, *, progress=None) -> pd.DataFrame:
@@ -115,11 +121,18 @@ def _layer_times(name: str, arch: str, batch: int, threads: int, folder: str) ->
 
 
 def allocation(c: Choice, g: Grid, allocator: str, target: Target, *, progress=None) -> Allocation:
-    """``core.sweep.allocate`` of grid ``g``'s layers and methods to ``target``, on the sweep (:func:`run_sweep`) where
-    :func:`needs_sweep`, the layers timed (:func:`layer_times`: a latency budget is priced by them, and every plan
-    reports its latency). Raises ``RankscopeError`` as the sweep and allocator do."""
+    """``core.sweep.allocate`` of grid ``g``'s layers and methods to ``target``, on the sweep of the calibration subset
+    (:func:`run_sweep`) where :func:`needs_sweep`, the layers timed (:func:`layer_times`: a latency budget is priced by
+    them, and every plan reports its latency); for ``whitened``, :func:`core.budget.compress_to_budget` on the
+    calibration split with its default post-training steps, as ``rankscope allocate`` calls it. Never reads the
+    evaluation split. Raises ``RankscopeError`` as the sweep and allocator do."""
     model, cfg = model_and_cfg(*c.key)
-    swept = run_sweep(c, g, progress=progress) if needs_sweep(allocator) else None
+    if allocator == WHITENED:  # the call rankscope allocate makes, with its defaults, on the calibration split
+        with torch_threads(c.threads):
+            return compress_to_budget(model, calibration_set(c.model, c.arch, c.data, CALIBRATION), target, name=c.model,
+                                      example=example_input(cfg, 1), layers=list(g.layers) or None,
+                                      times=layer_times(c)).allocation
+    swept = run_sweep(c, g, progress=progress, split="train") if needs_sweep(allocator) else None
     layers = None if swept is not None else layer_methods(model, list(g.layers) or None, list(g.methods) or None)
     with torch_threads(c.threads):
         return allocate(allocator, Problem(model, c.model, example_input(cfg, 1), target, swept, layers,

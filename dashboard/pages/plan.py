@@ -16,7 +16,10 @@ from dashboard.format import capital, human
 
 DENSE = "—"  # the method column's value for a layer left as it is
 KINDS = {"flops": "FLOPs", "params": "parameters", "latency": "latency"}  # what an allocator's budget limits
-ALLOCATOR_HELP = ("rankscope: least summed loss increase on the sensitivity sweep (a knapsack); greedy: AIMET's "
+ALLOCATOR_HELP = ("whitened: aa_svd ranks from each layer's Fisher-weighted whitened truncation loss on the calibration "
+                  "data, then the post-training steps (sequential fitting, bias and BatchNorm correction, block "
+                  "reconstruction), as `rankscope allocate` does by default; "
+                  "rankscope: least summed loss increase on the sensitivity sweep (a knapsack); greedy: AIMET's "
                   "compression-ratio search on the sweep; uniform: one rank fraction for every layer; energy: one "
                   "share of singular-value energy for every layer; vbmf: each layer's VBMF rank (ignores the budget); "
                   "spectrum: least summed lost weight energy (a knapsack, no sweep)")
@@ -69,11 +72,12 @@ with st.expander("Auto: fill the plan to a budget with an allocator", icon=":mat
     a1, a2, a3 = st.columns(3)
     kind = a1.radio("Budget on", list(KINDS), format_func=KINDS.get, horizontal=True, **state.keep("auto_kind", "flops"))
     budget = a2.slider("Keep at most, % of the dense model's", 5, 100, step=5, format="%d %%", **state.keep("auto_budget", 50))
-    allocator = a3.selectbox("Allocator", list(ALLOCATORS), help=ALLOCATOR_HELP, **state.keep("auto_allocator", "rankscope"))
+    allocator = a3.selectbox("Allocator", list(ALLOCATORS), help=ALLOCATOR_HELP, **state.keep("auto_allocator", "whitened"))
     target = Target(kind, budget / 100)
-    st.caption(f"Layers and methods as chosen on the Sensitivity page: {grid.describe()}."
-               + (" This allocator needs the sensitivity sweep: it runs now unless the sweep cache has it."
-                  if cached.needs_sweep(allocator) else "")
+    st.caption(f"Layers and methods as chosen on the Sensitivity page: {grid.describe()}. Plans are chosen on the "
+               "calibration split, never on the evaluation data this page scores them on."
+               + (" This allocator needs the sensitivity sweep (of the calibration split): it runs now unless the sweep "
+                  "cache has it." if cached.needs_sweep(allocator) else "")
                + f" The layers it picks are timed alone at batch {c.batch} on {c.threads} thread(s) (kept per machine);"
                " under a latency budget a factorization timed no faster than its dense layer is never picked.")
     fill = st.button("Fill the plan", type="primary", icon=":material/auto_fix_high:")
@@ -99,6 +103,13 @@ if fill:
 plan, problems = state.current_plan(c)
 for problem in problems:
     st.error(f"{problem} — this layer stays dense until fixed")
+if plan.posttrain is not None:
+    steps = plan.posttrain
+    s1, s2 = st.columns([4, 1])
+    s1.caption(f"Post-training steps on the calibration data, run wherever this plan is applied: sequential fitting "
+               f"{'on' if steps.sequential else 'off'}, bias correction {'on' if steps.bias else 'off'}, BatchNorm "
+               f"{steps.batchnorm}, block reconstruction {steps.reconstruct} steps a block.")
+    s2.button("Drop the steps", on_click=lambda: state.set_posttrain(None), key="plan_drop_posttrain")
 try:
     totals = cached.plan_totals(*c.evaluation, plan)
 except RankscopeError as err:

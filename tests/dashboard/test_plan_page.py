@@ -123,3 +123,29 @@ def test_flops_saved_and_time_saved_per_layer_on_request(page):
     assert sorted(speed["name"]) == sorted(planned.loc[planned["method"] != "—", "layer"])
     assert ((speed["saved_flops"] > 0) & (speed["saved_flops"] < 1)).all() and (speed["dense_ms"] > 0).all()
     assert (speed["saved"] == 1 - speed["planned_ms"] / speed["dense_ms"]).all()
+
+
+def test_whitened_fill_is_the_cli_plan_and_never_reads_the_evaluation_split(page, tmp_path, monkeypatch):
+    """The Plan page's whitened allocation is ``rankscope allocate``'s plan for the same model, budget and defaults,
+    post-training steps included, and choosing it touches no evaluation data."""
+    import dashboard.cached.sweeps as sweeps
+    from core.cli import main
+    from core.plan import load_plan
+
+    def evaluation_read(*_args, **_kwargs):
+        raise AssertionError("the allocation read the evaluation split")
+
+    at = page("pages/plan.py")
+    monkeypatch.setattr(sweeps, "eval_data", evaluation_read)
+    at.slider(key="_w_auto_budget").set_value(50)
+    at.selectbox(key="_w_auto_allocator").set_value("whitened").run()
+    [b for b in at.button if b.label == "Fill the plan"][0].click().run()
+    assert not at.exception, at.exception
+    assert main(["allocate", "fmnist-resnet", "--target-flops", "0.5", "--threads", "1",
+                 "--out", str(tmp_path / "cli.yaml")]) == 0
+    cli = load_plan(tmp_path / "cli.yaml")
+    shown = at.data_editor[0].value.set_index("layer")
+    planned = {p: (shown.loc[p, "method"], shown.loc[p, "rank"]) for p in shown.index if shown.loc[p, "method"] != "—"}
+    assert planned == {p: (e.method, rank_text(e.rank)) for p, e in cli.layers.items()}
+    assert at.session_state["plan_posttrain"] == cli.posttrain.to_dict()
+    assert at.success[0].value.startswith("whitened, FLOPs ≤ 50 %: ")

@@ -208,3 +208,13 @@ def test_posttrain_without_calibration_is_one_error():
     with pytest.raises(RankscopeError, match="post-training steps .* need calibration data"):
         apply_plan(dense, plan_for(dense, 2, "svd", PostTrain(reconstruct=10)))
     assert not NONE.active
+
+
+def test_each_step_runs_only_when_asked(calibration):
+    """BatchNorm shift alone moves BatchNorms and touches no bias; bias correction alone moves no BatchNorm."""
+    dense = small_net()
+    _, shifted = apply_plan(dense, plan_for(dense, 2, "svd", PostTrain(sequential=False, bias=False)), calibration=calibration)
+    assert shifted.posttrain.batchnorms == 3 and not shifted.posttrain.biases and not shifted.posttrain.anchored
+    _, biased = apply_plan(dense, plan_for(dense, 2, "svd", PostTrain(sequential=False, batchnorm="none")),
+                           calibration=calibration)
+    assert biased.posttrain.batchnorms == 0 and len(biased.posttrain.biases) == len(LAYERS)
