@@ -183,13 +183,21 @@ def test_block_reconstruction_lowers_each_blocks_error(calibration):
     assert output_error(dense, model, calibration) < output_error(dense, plain, calibration)
 
 
-def test_batchnorm_shift_lowers_the_output_error(calibration):
+def test_batchnorm_shift_moves_the_running_moments_by_the_input_moments_change(calibration):
+    """The first BatchNorm after a compressed conv: running mean and variance moved by exactly the change of its
+    input's mean and (biased) variance on the calibration data, compressed minus dense."""
     dense = small_net()
     plain, _ = apply_plan(dense, plan_for(dense, 2, "svd"), calibration=calibration)
     shifted, report = apply_plan(dense, plan_for(dense, 2, "svd", PostTrain(sequential=False, bias=False)),
                                  calibration=calibration)
     assert report.posttrain.batchnorms == 3
-    assert output_error(dense, shifted, calibration) < output_error(dense, plain, calibration)
+    (x,), _ = run_until(dense, ((calibration,), {}), dense.get_submodule("0.1"))[0]
+    (xh,), _ = run_until(plain, ((calibration,), {}), plain.get_submodule("0.1"))[0]
+    before, after = dense.get_submodule("0.1"), shifted.get_submodule("0.1")
+    dims = (0, 2, 3)
+    torch.testing.assert_close(after.running_mean - before.running_mean, xh.mean(dims) - x.mean(dims), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after.running_var - before.running_var,
+                               xh.var(dims, unbiased=False) - x.var(dims, unbiased=False), atol=1e-4, rtol=1e-3)
 
 
 def test_posttrain_is_recorded_in_the_plan_and_read_back():
