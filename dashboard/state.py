@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from torch import nn
 
-from core.decompose import get_method
+from core.decompose import dense_cost, get_method
 from core.decompose.rank import Rank, as_rank, parse_rank, rank_at
 from core.errors import RankscopeError
 from core.evaluate import INTERACTIVE_SAMPLES
@@ -133,15 +133,19 @@ def grid(c: Choice) -> Grid:
 def plan_entries(c: Choice) -> dict[str, dict]:
     """The plan under edit for the chosen model: ``{path: {"method", "rank", "density", "options", "variant"}}``
     (method ``None``: the layer stays dense; a rank may be text as typed until it reads as one); started on
-    first use with every compressible layer at half rank."""
+    first use with every compressible layer at half rank where that makes it smaller than dense (a depthwise conv's
+    spatial SVD at half rank has more parameters and FLOPs than the conv: it starts dense)."""
     s = st.session_state
     if s.get("plan_for") != c.key:
         model, _ = model_and_cfg(*c.key)
         entries = {}
         for path in compressible(*c.key)["name"]:
-            method = default_method(model.get_submodule(path))
-            if method is not None:
-                entries[path] = session_entry(LayerEntry(method, rank_for(model, path, method, 0.5)))
+            module = model.get_submodule(path)
+            method = default_method(module)
+            rank = None if method is None else rank_for(model, path, method, 0.5)
+            # only parameters are compared: a conv's FLOPs need an input size, any will do (16 x 16)
+            if rank is not None and get_method(method).cost(module, rank, (16, 16)).params < dense_cost(module, (16, 16)).params:
+                entries[path] = session_entry(LayerEntry(method, rank))
         s["plan_entries"], s["plan_groups"], s["plan_for"], s["history"] = entries, {}, c.key, []
         s["plan_version"] = s.get("plan_version", 0) + 1
     return s["plan_entries"]
