@@ -14,10 +14,16 @@ from core.speed import LayerTimes
 from core.sweep.allocate import ALLOCATORS, allocate
 from core.sweep.budget import Option, Problem, Target
 from core.sweep.knapsack import lower_hull
+from core.data import eval_subset, training_data
 
 
-def _problem(resnet, example, table, kind: str, fraction: float) -> Problem:
-    return Problem(resnet[0], "fmnist-resnet", example, Target(kind, fraction), table)
+def _problem(resnet, example, table, kind: str, fraction: float, allocator: str = "", times=None) -> Problem:
+    if allocator == "whitened":  # aa_svd ranks on every layer the table sweeps, from calibration data, no table
+        model, cfg = resnet[0], resnet[1]
+        data = eval_subset(training_data("fashion-mnist", cfg), 64)
+        layers = {layer: ["aa_svd"] for layer in table["layer"] if layer}
+        return Problem(model, "fmnist-resnet", example, Target(kind, fraction), layers=layers, data=data, times=times)
+    return Problem(resnet[0], "fmnist-resnet", example, Target(kind, fraction), table, times=times)
 
 
 def _exact_cost(model, example, plan, kind: str) -> float:
@@ -30,7 +36,7 @@ def _exact_cost(model, example, plan, kind: str) -> float:
 @pytest.mark.parametrize("name", sorted(ALLOCATORS))
 def test_every_allocator_meets_its_target_with_a_valid_plan(resnet, example, table, name, kind):
     model = resnet[0]
-    result = allocate(name, _problem(resnet, example, table, kind, 0.4))
+    result = allocate(name, _problem(resnet, example, table, kind, 0.4, name))
     assert validate_plan(result.plan, model) == []
     assert result.ratio == pytest.approx(_exact_cost(model, example, result.plan, kind), abs=1e-12)
     assert result.met and result.ratio <= 0.4
@@ -48,14 +54,14 @@ def _stub_timer(module: nn.Module, x: torch.Tensor) -> float:
     return params + (0.0 if isinstance(module, (nn.Conv2d, nn.Linear, nn.Sequential)) else 1.0)
 
 
-def _timed(resnet, example, table, kind: str, fraction: float) -> Problem:
+def _timed(resnet, example, table, kind: str, fraction: float, allocator: str = "") -> Problem:
     times = LayerTimes(resnet[0], example, folder=None, timer=_stub_timer)
-    return Problem(resnet[0], "fmnist-resnet", example, Target(kind, fraction), table, times=times)
+    return _problem(resnet, example, table, kind, fraction, allocator, times)
 
 
 @pytest.mark.parametrize("name", sorted(ALLOCATORS))
 def test_a_latency_target_never_picks_a_layer_timed_slower_than_dense(resnet, example, table, name):
-    problem = _timed(resnet, example, table, "latency", 0.6)
+    problem = _timed(resnet, example, table, "latency", 0.6, name)
     result = allocate(name, problem)
     times = problem.times
     slow = [layer for layer in table["layer"].unique() if layer and times._inputs[layer].shape[-1] >= 28]
