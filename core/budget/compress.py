@@ -13,7 +13,7 @@ model is right, with no label needed.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,8 +27,7 @@ from core.layers import weighted_layers
 from core.plan import ApplyReport, Plan, apply_plan
 from core.posttrain import PostTrain
 from core.profile.quality import has_labels, task_for
-from core.sweep.allocate import Allocation
-from core.sweep.budget import Problem, Target
+from core.sweep.budget import Allocation, Problem, Target
 from core.sweep.whitened import AWARE, WEIGHTING, whitened
 
 CALIBRATION = 256  # calibration samples the post-training steps learn from
@@ -83,10 +82,10 @@ def aware_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[
     RankscopeError
         A named layer that is not in the model or that ``aa_svd`` does not apply to; no layer at all.
     """
-    method, weighted = get_method(AWARE), weighted_layers(model)
+    method, modules = get_method(AWARE), dict(model.named_modules())
     chosen = {}
-    for path in layers or list(weighted):
-        module = dict(model.named_modules()).get(path) if path not in weighted else weighted[path]
+    for path in layers or list(weighted_layers(model)):
+        module = modules.get(path) if path else None
         if module is None:
             raise RankscopeError(f"no layer named {path!r} in the model")
         reason = method.check(module)
@@ -102,7 +101,8 @@ def aware_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[
 def compress_to_budget(model: nn.Module, data: Dataset, target: Target, *, name: str, example: torch.Tensor,
                        steps: PostTrain | None = None, calibration: int = CALIBRATION,
                        allocation: int = ALLOCATION_SAMPLES, layers: Sequence[str] | None = None,
-                       weighting: str = WEIGHTING, multiple: int = 1, times: Any = None) -> Budgeted:
+                       weighting: str = WEIGHTING, multiple: int = 1, times: Any = None,
+                       progress: Callable[[int, int], None] | None = None) -> Budgeted:
     """The best plan rankscope makes for ``target`` from ``data``, and the model it gives.
 
     Parameters
@@ -120,6 +120,7 @@ def compress_to_budget(model: nn.Module, data: Dataset, target: Target, *, name:
     weighting : the whitened allocator's weighting (:data:`core.sweep.whitened.WEIGHTINGS`).
     multiple : ranks rounded to this multiple.
     times : :class:`core.speed.LayerTimes` for a latency target (and to report latency).
+    progress : called with ``(blocks done, blocks)`` as the post-training steps walk the network.
 
     Raises
     ------
@@ -136,5 +137,5 @@ def compress_to_budget(model: nn.Module, data: Dataset, target: Target, *, name:
     plan = replace(allocation.plan, posttrain=steps if steps.active else None)
     allocation = replace(allocation, plan=plan)
     inputs, _ = _inputs(data, calibration)
-    compressed, report = apply_plan(model, plan, calibration=inputs, example=example)
+    compressed, report = apply_plan(model, plan, calibration=inputs, example=example, progress=progress)
     return Budgeted(allocation, compressed, report)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -144,10 +145,14 @@ def allocate_budgeted(args: argparse.Namespace, model: nn.Module, cfg: ModelCfg,
     if not data_name:
         raise RankscopeError("the whitened allocator learns from calibration data: give it with --data")
     data = eval_subset(training_data(data_name, cfg), args.calibration, seed=args.seed)
-    with torch_threads(args.threads):
+    with torch_threads(args.threads), tqdm(unit="block", desc="post-training", disable=steps is None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
         result = compress_to_budget(model, data, target, name=args.model, example=example_input(cfg, 1),
                                     steps=steps or NONE, calibration=args.calibration, layers=args.layers,
-                                    multiple=rank_multiple(args), times=times)
+                                    multiple=rank_multiple(args), times=times, progress=progress)
     print(result.report.summary(), file=sys.stderr)
     if args.save is not None:
         save_compressed(result.model, result.plan, args.model, Path(args.save))

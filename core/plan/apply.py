@@ -6,6 +6,7 @@ The original model is never modified: :func:`apply_plan` returns a new one and a
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -77,6 +78,7 @@ def apply_plan(
     calibration: torch.Tensor | None = None,
     example: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[nn.Module, ApplyReport]:
     """Return a compressed copy of ``model`` and a report; ``model`` itself is left untouched.
 
@@ -89,6 +91,7 @@ def apply_plan(
     example : a batch of model inputs for tracing: channel groups, attention sequence lengths (defaults
         to the first calibration input).
     labels : the labels of ``calibration``, for the gradient-based pruning scores (taylor, hessian).
+    progress : called with ``(blocks done, blocks)`` by the plan's post-training steps, if any.
     """
     if example is None and calibration is not None:
         example = calibration[:1]
@@ -140,7 +143,7 @@ def apply_plan(
     if steps is not None:
         entries = {path: Entry(e.method, e.rank, lambda module, x, path=path: build(path, module, x), path in wanted)
                    for path, e in plan.layers.items()}
-        report.posttrain = posttrain(dense, new, entries, as_batches(calibration), steps)
+        report.posttrain = posttrain(dense, new, entries, as_batches(calibration), steps, progress)
     report.applied.update((path, entry.describe()) for path, entry in plan.layers.items())
     return new.eval(), report
 

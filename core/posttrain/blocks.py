@@ -23,6 +23,7 @@ from torch import nn
 
 from core.posttrain.walk import Call, main_output
 
+
 @dataclass
 class BlockResult:
     """Relative MSE of one block's output against the dense block's, before and after, and whether it was kept."""
