@@ -9,7 +9,9 @@ In forward order, block by block (:class:`core.posttrain.walk.Walker`), at every
 - a BatchNorm, with ``batchnorm="shift"``: its running moments moved by the compressed-minus-dense difference of its
   input moments (:mod:`.batchnorm`);
 
-then, with ``reconstruct`` steps, the block is optimised to reproduce the dense block's output (:mod:`.blocks`).
+then, with ``reconstruct`` steps, the block is optimised to reproduce the dense block's output (:mod:`.blocks`),
+unless the block is a single layer fitted anchored: its closed form already minimises that same error (a plain stack
+of convs such as SRMD's, where each Adam step would cost a whole conv's forward and backward for nothing).
 ``batchnorm="reestimate"`` refits every BatchNorm from scratch after the walk. Everything learns from the
 calibration batches only, and nothing is random but the reconstruction's batch order, seeded.
 """
@@ -200,7 +202,7 @@ def posttrain(dense: nn.Module, compressed: nn.Module, entries: dict[str, Entry]
             else:
                 _shift(walker, block, path)
                 report.batchnorms += 1
-        if settings.reconstruct and any(covers(block, p) for p in entries):
+        if settings.reconstruct and any(covers(block, p) for p in entries) and block not in report.anchored:
             dense_block = dense.get_submodule(block)
             with torch.no_grad():
                 targets = [main_output(dense_block(*args, **kwargs)).detach() for args, kwargs in walker.dense_calls]

@@ -226,3 +226,12 @@ def test_each_step_runs_only_when_asked(calibration):
     _, biased = apply_plan(dense, plan_for(dense, 2, "svd", PostTrain(sequential=False, batchnorm="none")),
                            calibration=calibration)
     assert biased.posttrain.batchnorms == 0 and len(biased.posttrain.biases) == len(LAYERS)
+
+
+def test_a_single_layer_block_fitted_anchored_is_not_reconstructed(calibration):
+    """The first conv and the classifier's Linear are blocks of their own: their anchored closed forms already minimise
+    the block's error, so only the residual blocks are reconstructed."""
+    dense = small_net()
+    _, report = apply_plan(dense, plan_for(dense, 0.5, steps=PostTrain(reconstruct=5)), calibration=calibration)
+    assert {"0.0", "3.2"} <= set(report.posttrain.anchored)
+    assert [b.block for b in report.posttrain.blocks] == ["1", "2"]
