@@ -25,6 +25,7 @@ from core.decompose.registry import get_method
 from core.errors import RankscopeError
 from core.layers import weighted_layers
 from core.plan import ApplyReport, Plan, apply_plan
+from core.plan.starting import tied_weights
 from core.posttrain import PostTrain
 from core.profile.quality import has_labels, task_for
 from core.sweep.budget import Allocation, Problem, Target
@@ -75,16 +76,17 @@ def fisher_data(model: nn.Module, data: Dataset, samples: int = ALLOCATION_SAMPL
 
 
 def aware_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Each layer ``aa_svd`` applies to (of ``layers``, default every weighted layer), with ``[aa_svd]``.
+    """Each layer ``aa_svd`` applies to (of ``layers``, default every weighted layer but those whose weight is tied to
+    an earlier one's, such as a language model's head: factoring it would untie it), with ``[aa_svd]``.
 
     Raises
     ------
     RankscopeError
         A named layer that is not in the model or that ``aa_svd`` does not apply to; no layer at all.
     """
-    method, modules = get_method(AWARE), dict(model.named_modules())
+    method, modules, tied = get_method(AWARE), dict(model.named_modules()), tied_weights(model)
     chosen = {}
-    for path in layers or list(weighted_layers(model)):
+    for path in layers or [p for p in weighted_layers(model) if p not in tied]:
         module = modules.get(path) if path else None
         if module is None:
             raise RankscopeError(f"no layer named {path!r} in the model")
