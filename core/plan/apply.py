@@ -127,13 +127,14 @@ def apply_plan(
     sequential = steps is not None and steps.sequential
     inputs = layer_inputs(base, wanted, example if calibration is None else calibration) if wanted and not sequential else {}
     new = copy.deepcopy(base) if base is model else base  # a narrowed model is already a new one
-    dense = copy.deepcopy(base) if base is not model else model  # the reference of the post-training steps
+    # the reference of the post-training steps: a narrowed model is changed in place below, so it is copied first
+    dense = copy.deepcopy(base) if base is not model and steps is not None else base
     originals = dict(dense.named_modules())  # replacing a module in ``new`` leaves these references intact
 
-    def build(path: str, module: nn.Module, layer_inputs: torch.Tensor | None) -> nn.Module:
+    def build(path: str, module: nn.Module, received: torch.Tensor | None) -> nn.Module:
         entry = plan.layers[path]
         try:
-            return kinds[path].build(module, entry, layer_inputs)
+            return kinds[path].build(module, entry, received)
         except (TypeError, RankscopeError) as err:
             raise PlanError([f"{path}: {entry.method}: {err}"]) from None
 
