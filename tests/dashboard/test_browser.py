@@ -241,9 +241,9 @@ def test_sensitivity_sweep_then_auto_fill(server, browser, tmp_path):
     for _ in range(4):  # 50 % -> 70 % of the parameters: within reach of the two swept layers
         page.keyboard.press("ArrowRight")
     _idle(page)
-    allocator = page.locator('[data-testid="stSelectbox"]').filter(has_text="Allocator").locator("input")
-    allocator.fill("rankscope")  # the sweep's allocator (the default, whitened, needs no sweep)
-    page.keyboard.press("Enter")
+    allocator = page.locator('[data-testid="stSelectbox"]').filter(has_text="Allocator")
+    allocator.locator("input").click()  # the sweep's allocator (the default, whitened, needs no sweep)
+    page.get_by_role("option", name="rankscope", exact=True).click()
     _idle(page)
     page.get_by_role("button", name="Fill the plan").click()
     assert _wait_change(page, "FLOPs / sample", flops) != flops
