@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from core.posttrain.bias import channel_sum
+
 
 MODES = ("shift", "reestimate", "none")
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -55,9 +57,10 @@ def reestimate(model: nn.Module, batches: Sequence[torch.Tensor]) -> int:
 
 def channel_moments(x: torch.Tensor) -> torch.Tensor:
     """Per channel (dim 1) of ``x``: ``(sum, sum of squares, count)`` in float64, stacked as ``(3, C)``."""
-    flat = x.detach().to(torch.float64).transpose(0, 1).reshape(x.shape[1], -1)
-    return torch.stack([flat.sum(1), (flat ** 2).sum(1), torch.full((len(flat),), float(flat.shape[1]),
-                                                                   dtype=torch.float64)])
+    x = x.detach().to(torch.float64)
+    total, count = channel_sum(x, channels_last=False)
+    squares, _ = channel_sum(x ** 2, channels_last=False)
+    return torch.stack([total, squares, torch.full_like(total, float(count))])
 
 
 def shift_batchnorm(bn: nn.Module, dense: torch.Tensor, compressed: torch.Tensor) -> None:
